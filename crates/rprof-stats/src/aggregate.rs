@@ -1,0 +1,472 @@
+//! The replay of `_lsprof.c`'s enter/leave logic, with one stack per thread.
+//!
+//! Names follow `_lsprof.c` so the two can be read side by side:
+//! `ptrace_enter_call` is [`Aggregator::enter`], `ptrace_leave_call` is
+//! [`Aggregator::leave`], `Stop` is `stop`, `flush_unmatched` is the loop in
+//! [`Aggregator::finish`]. Time is kept in integer ticks of the capture's
+//! clock and converted to seconds once, at the end.
+
+use crate::{CallStats, FuncId, Function, FunctionStats, Profile};
+use rustc_hash::FxHashMap;
+
+/// Marks a frame that had no caller on its thread's stack when it was entered.
+const NO_SUBENTRY: u32 = u32::MAX;
+
+/// Counters for one function or one caller→callee edge (`ProfilerEntry` /
+/// `ProfilerSubEntry` in `_lsprof.c`).
+#[derive(Clone, Copy, Default, Debug)]
+struct Counters {
+    /// Completed calls.
+    callcount: u64,
+    /// Completed calls that returned into an outer activation of the same
+    /// function (or edge).
+    recursivecalls: u64,
+    /// Total (cumulative) ticks, counted at the outermost level.
+    tt: i64,
+    /// Inline (own) ticks.
+    it: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    entry: FuncId,
+    t0: u64,
+    /// Ticks spent in callees of this frame.
+    subt: i64,
+    /// Index of the (caller, entry) edge, or [`NO_SUBENTRY`].
+    sub: u32,
+}
+
+#[derive(Default, Debug)]
+struct ThreadState {
+    stack: Vec<Frame>,
+    /// Recursion level per function on this thread (`recursionLevel`).
+    /// Signed, as in `_lsprof.c`: unbalanced streams may drive it below zero.
+    level: Vec<i32>,
+    /// Recursion level per edge on this thread.
+    sub_level: Vec<i32>,
+}
+
+impl ThreadState {
+    fn level(&mut self, f: FuncId) -> &mut i32 {
+        let i = f as usize;
+        if i >= self.level.len() {
+            self.level.resize(i + 1, 0);
+        }
+        &mut self.level[i]
+    }
+
+    fn sub_level(&mut self, s: u32) -> &mut i32 {
+        let i = s as usize;
+        if i >= self.sub_level.len() {
+            self.sub_level.resize(i + 1, 0);
+        }
+        &mut self.sub_level[i]
+    }
+}
+
+/// Aggregates enter/leave events into exact cProfile statistics.
+///
+/// Functions are registered with [`intern`](Self::intern), which returns the
+/// same id for the same key, so two code objects with the same
+/// `(file, line, name)` share one entry, as they share one key in pstats.
+#[derive(Debug)]
+pub struct Aggregator {
+    functions: Vec<Function>,
+    index: FxHashMap<Function, FuncId>,
+    entries: Vec<Counters>,
+    /// Whether a function was ever entered: `getEntry` in `_lsprof.c`
+    /// returns NULL for functions that never were, and a leave for such a
+    /// function only pops the stack.
+    entered: Vec<bool>,
+    sub_index: FxHashMap<(FuncId, FuncId), u32>,
+    subs: Vec<(FuncId, FuncId, Counters)>,
+    threads: FxHashMap<u64, ThreadState>,
+    current_tid: u64,
+    current: ThreadState,
+    seconds_per_tick: f64,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Aggregator {
+    /// An aggregator whose timestamps are nanoseconds.
+    pub fn new() -> Self {
+        Self::with_tick_seconds(1e-9)
+    }
+
+    /// An aggregator whose timestamps are ticks of `seconds_per_tick`.
+    pub fn with_tick_seconds(seconds_per_tick: f64) -> Self {
+        Aggregator {
+            functions: Vec::new(),
+            index: FxHashMap::default(),
+            entries: Vec::new(),
+            entered: Vec::new(),
+            sub_index: FxHashMap::default(),
+            subs: Vec::new(),
+            threads: FxHashMap::default(),
+            current_tid: 0,
+            current: ThreadState::default(),
+            seconds_per_tick,
+        }
+    }
+
+    /// Changes the tick length; only meaningful before [`finish`](Self::finish).
+    pub fn set_tick_seconds(&mut self, seconds_per_tick: f64) {
+        self.seconds_per_tick = seconds_per_tick;
+    }
+
+    /// Registers a function and returns its id; the same key always yields
+    /// the same id.
+    pub fn intern(&mut self, func: Function) -> FuncId {
+        if let Some(&id) = self.index.get(&func) {
+            return id;
+        }
+        let id = self.functions.len() as FuncId;
+        self.functions.push(func.clone());
+        self.entries.push(Counters::default());
+        self.entered.push(false);
+        self.index.insert(func, id);
+        id
+    }
+
+    /// Number of interned functions.
+    pub fn function_count(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// The thread whose events follow. Thread ids are opaque.
+    pub fn switch_thread(&mut self, tid: u64) {
+        if tid == self.current_tid {
+            return;
+        }
+        let next = self.threads.remove(&tid).unwrap_or_default();
+        let prev = std::mem::replace(&mut self.current, next);
+        if !prev.stack.is_empty() || !prev.level.is_empty() {
+            self.threads.insert(self.current_tid, prev);
+        }
+        self.current_tid = tid;
+    }
+
+    /// Depth of the current thread's stack.
+    pub fn depth(&self) -> usize {
+        self.current.stack.len()
+    }
+
+    /// A call to `func` starts at tick `t` on the current thread
+    /// (`ptrace_enter_call` + `initContext`).
+    ///
+    /// # Panics
+    /// If `func` was not returned by [`intern`](Self::intern).
+    #[inline]
+    pub fn enter(&mut self, func: FuncId, t: u64) {
+        self.entered[func as usize] = true;
+        *self.current.level(func) += 1;
+        let sub = match self.current.stack.last() {
+            Some(caller) => {
+                let s = self.subentry(caller.entry, func);
+                *self.current.sub_level(s) += 1;
+                s
+            }
+            None => NO_SUBENTRY,
+        };
+        self.current.stack.push(Frame {
+            entry: func,
+            t0: t,
+            subt: 0,
+            sub,
+        });
+    }
+
+    /// A call to `func` ends at tick `t` on the current thread
+    /// (`ptrace_leave_call`). Like cProfile, this pops the top of the stack
+    /// whatever it is, and ignores a return when the stack is empty (frames
+    /// that were already running when the capture started).
+    ///
+    /// # Panics
+    /// If `func` was not returned by [`intern`](Self::intern).
+    #[inline]
+    pub fn leave(&mut self, func: FuncId, t: u64) {
+        let Some(frame) = self.current.stack.pop() else {
+            return;
+        };
+        if self.entered[func as usize] {
+            self.stop(frame, func, t);
+        }
+    }
+
+    /// `Stop` in `_lsprof.c`: the frame on top of the stack (already popped)
+    /// ends, charged to `func`.
+    fn stop(&mut self, frame: Frame, func: FuncId, t: u64) {
+        let tt = (t as i64).wrapping_sub(frame.t0 as i64);
+        let it = tt - frame.subt;
+        let caller = match self.current.stack.last_mut() {
+            Some(prev) => {
+                prev.subt += tt;
+                Some(prev.entry)
+            }
+            None => None,
+        };
+        let level = self.current.level(func);
+        *level -= 1;
+        let outermost = *level == 0;
+        let entry = &mut self.entries[func as usize];
+        if outermost {
+            entry.tt += tt;
+        } else {
+            entry.recursivecalls += 1;
+        }
+        entry.it += it;
+        entry.callcount += 1;
+        if let Some(caller) = caller {
+            let s = if frame.entry == func && frame.sub != NO_SUBENTRY {
+                frame.sub
+            } else {
+                self.subentry(caller, func)
+            };
+            let level = self.current.sub_level(s);
+            *level -= 1;
+            let outermost = *level == 0;
+            let sub = &mut self.subs[s as usize].2;
+            if outermost {
+                sub.tt += tt;
+            } else {
+                sub.recursivecalls += 1;
+            }
+            sub.it += it;
+            sub.callcount += 1;
+        }
+    }
+
+    fn subentry(&mut self, caller: FuncId, callee: FuncId) -> u32 {
+        let next = self.subs.len() as u32;
+        let subs = &mut self.subs;
+        *self.sub_index.entry((caller, callee)).or_insert_with(|| {
+            subs.push((caller, callee, Counters::default()));
+            next
+        })
+    }
+
+    /// Ends the capture at tick `t`: every frame still open on any thread
+    /// returns now (`flush_unmatched`), and the statistics are built.
+    pub fn finish(mut self, t: u64) -> Profile {
+        let mut tids: Vec<u64> = self.threads.keys().copied().collect();
+        tids.push(self.current_tid);
+        tids.sort_unstable();
+        tids.dedup();
+        for tid in tids {
+            self.switch_thread(tid);
+            while let Some(frame) = self.current.stack.pop() {
+                self.stop(frame, frame.entry, t);
+            }
+        }
+        self.build()
+    }
+
+    fn build(self) -> Profile {
+        let spt = self.seconds_per_tick;
+        let stats = |c: &Counters| CallStats {
+            ncalls: c.callcount,
+            primitive: c.callcount - c.recursivecalls,
+            tottime: c.it as f64 * spt,
+            cumtime: c.tt as f64 * spt,
+        };
+        // Functions with no completed call are left out, as cProfile does.
+        let mut remap = vec![u32::MAX; self.functions.len()];
+        let mut functions = Vec::new();
+        for (i, (func, entry)) in self.functions.into_iter().zip(&self.entries).enumerate() {
+            if entry.callcount == 0 {
+                continue;
+            }
+            remap[i] = functions.len() as u32;
+            functions.push(FunctionStats {
+                func,
+                totals: stats(entry),
+                callers: Vec::new(),
+            });
+        }
+        for (caller, callee, counters) in &self.subs {
+            if counters.callcount == 0 {
+                continue;
+            }
+            let (caller, callee) = (remap[*caller as usize], remap[*callee as usize]);
+            if caller == u32::MAX || callee == u32::MAX {
+                continue;
+            }
+            functions[callee as usize]
+                .callers
+                .push((caller, stats(counters)));
+        }
+        Profile { functions }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str) -> Function {
+        Function::python("t.py", 1, name)
+    }
+
+    fn agg() -> (Aggregator, FuncId, FuncId, FuncId) {
+        let mut a = Aggregator::new();
+        let x = a.intern(f("x"));
+        let y = a.intern(f("y"));
+        let z = a.intern(f("z"));
+        a.switch_thread(1);
+        (a, x, y, z)
+    }
+
+    fn callers(p: &Profile, callee: &str) -> Vec<(String, CallStats)> {
+        let s = p.get(&f(callee)).unwrap();
+        let mut v: Vec<_> = s
+            .callers
+            .iter()
+            .map(|(c, st)| (p.functions[*c as usize].func.name.clone(), *st))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn simple_call_times() {
+        let (mut a, x, y, _) = agg();
+        a.enter(x, 0);
+        a.enter(y, 10);
+        a.leave(y, 30);
+        a.leave(x, 100);
+        let p = a.finish(100);
+        let xs = p.get(&f("x")).unwrap().totals;
+        let ys = p.get(&f("y")).unwrap().totals;
+        assert_eq!((xs.ncalls, xs.primitive), (1, 1));
+        assert!((xs.cumtime - 100e-9).abs() < 1e-15);
+        assert!((xs.tottime - 80e-9).abs() < 1e-15);
+        assert!((ys.tottime - 20e-9).abs() < 1e-15);
+        let c = callers(&p, "y");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, "x");
+        assert_eq!(c[0].1.ncalls, 1);
+        assert!(p.get(&f("x")).unwrap().callers.is_empty());
+    }
+
+    #[test]
+    fn direct_recursion_counts_primitive_calls() {
+        // x -> x -> x, as in a factorial of depth 3.
+        let (mut a, x, _, _) = agg();
+        a.enter(x, 0);
+        a.enter(x, 10);
+        a.enter(x, 20);
+        a.leave(x, 30);
+        a.leave(x, 40);
+        a.leave(x, 50);
+        let p = a.finish(50);
+        let xs = p.get(&f("x")).unwrap().totals;
+        assert_eq!((xs.ncalls, xs.primitive), (3, 1));
+        // cumtime only counted at the outermost level.
+        assert!((xs.cumtime - 50e-9).abs() < 1e-15);
+        assert!((xs.tottime - 50e-9).abs() < 1e-15);
+        // The self-edge x->x: 2 calls, 1 primitive (the inner one is
+        // recursive relative to the edge).
+        let c = callers(&p, "x");
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].1.ncalls, c[0].1.primitive), (2, 1));
+    }
+
+    #[test]
+    fn mutual_recursion() {
+        // x -> y -> x -> y
+        let (mut a, x, y, _) = agg();
+        a.enter(x, 0);
+        a.enter(y, 1);
+        a.enter(x, 2);
+        a.enter(y, 3);
+        a.leave(y, 4);
+        a.leave(x, 5);
+        a.leave(y, 6);
+        a.leave(x, 7);
+        let p = a.finish(7);
+        let xs = p.get(&f("x")).unwrap().totals;
+        let ys = p.get(&f("y")).unwrap().totals;
+        assert_eq!((xs.ncalls, xs.primitive), (2, 1));
+        assert_eq!((ys.ncalls, ys.primitive), (2, 1));
+        let cy = callers(&p, "y");
+        assert_eq!((cy[0].1.ncalls, cy[0].1.primitive), (2, 1));
+        let cx = callers(&p, "x");
+        assert_eq!(
+            (cx[0].0.as_str(), cx[0].1.ncalls, cx[0].1.primitive),
+            ("y", 1, 1)
+        );
+    }
+
+    #[test]
+    fn returns_of_frames_running_before_start_are_ignored() {
+        let (mut a, x, y, z) = agg();
+        // z was running before the capture: its return arrives first.
+        a.leave(z, 5);
+        a.enter(x, 10);
+        a.leave(x, 20);
+        a.leave(y, 30); // y's frame predates the capture too
+        let p = a.finish(40);
+        assert!(p.get(&f("z")).is_none());
+        assert!(p.get(&f("y")).is_none());
+        assert_eq!(p.get(&f("x")).unwrap().totals.ncalls, 1);
+    }
+
+    #[test]
+    fn open_frames_are_flushed_at_finish() {
+        let (mut a, x, y, _) = agg();
+        a.enter(x, 0);
+        a.enter(y, 10);
+        let p = a.finish(100);
+        let ys = p.get(&f("y")).unwrap().totals;
+        let xs = p.get(&f("x")).unwrap().totals;
+        assert_eq!(ys.ncalls, 1);
+        assert_eq!(xs.ncalls, 1);
+        assert!((ys.cumtime - 90e-9).abs() < 1e-15);
+        assert!((xs.tottime - 10e-9).abs() < 1e-15);
+    }
+
+    #[test]
+    fn threads_have_their_own_stacks_and_levels() {
+        let (mut a, x, y, _) = agg();
+        a.enter(x, 0); // thread 1
+        a.switch_thread(2);
+        a.enter(x, 1); // same function on thread 2 is not recursion
+        a.enter(y, 2);
+        a.switch_thread(1);
+        a.leave(x, 3);
+        a.switch_thread(2);
+        a.leave(y, 4);
+        a.leave(x, 5);
+        let p = a.finish(5);
+        let xs = p.get(&f("x")).unwrap().totals;
+        assert_eq!((xs.ncalls, xs.primitive), (2, 2));
+        assert!((xs.cumtime - 7e-9).abs() < 1e-15);
+        assert_eq!(callers(&p, "y")[0].0, "x");
+    }
+
+    #[test]
+    fn same_key_same_id() {
+        let mut a = Aggregator::new();
+        let one = a.intern(f("x"));
+        let two = a.intern(f("x"));
+        assert_eq!(one, two);
+        assert_eq!(a.function_count(), 1);
+    }
+
+    #[test]
+    fn never_completed_functions_are_omitted_but_flushed_ones_are_not() {
+        let (mut a, x, _, z) = agg();
+        a.enter(x, 0);
+        a.leave(x, 1);
+        let _ = z;
+        let p = a.finish(2);
+        assert_eq!(p.functions.len(), 1);
+        assert_eq!(p.total_calls(), 1);
+    }
+}
