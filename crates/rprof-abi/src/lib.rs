@@ -1,0 +1,399 @@
+//! The shared-memory ring that rprof's injected shim writes and its reader
+//! drains: the only vocabulary the two sides share.
+//!
+//! The ring lives in a file that the reader creates and both sides map with
+//! `MAP_SHARED`. It starts with a [`Header`] (one page) followed by the data
+//! area, `capacity_words` 64-bit words, a power of two. The shim is the only
+//! producer (every write happens while it holds the GIL), the reader the
+//! only consumer. Cursors ([`Header::head`], [`Header::tail`]) count words
+//! since the start and never wrap; the slot of a word is `pos & (capacity -
+//! 1)`. The producer publishes with a `Release` store of `head` after writing
+//! the words, the consumer frees space with a `Release` store of `tail`
+//! after copying them out, as perf's `data_head`/`data_tail` do.
+//!
+//! A record is a header word ([`RecordHeader`]) followed by payload words.
+//! Every record is an even number of words long, so a two-word event never
+//! straddles the end of the data area; a longer record that would is
+//! preceded by a [`Kind::Pad`] record that fills the rest of the area.
+//!
+//! The layout is versioned by [`MAGIC`] and [`LAYOUT_VERSION`]: a reader
+//! rejects a ring written by another release instead of misreading it.
+#![no_std]
+#![deny(missing_docs)]
+
+use core::mem::size_of;
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// First eight bytes of every ring file.
+pub const MAGIC: [u8; 8] = *b"rprofrg\n";
+/// Bumped whenever anything in this crate changes meaning.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Size of the header area in bytes; the data area starts here.
+pub const HEADER_BYTES: usize = 4096;
+/// Longest string (in bytes) a definition record carries; longer strings
+/// are cut at a character boundary by the shim.
+pub const MAX_STRING_BYTES: usize = 4096;
+/// Longest record in words: a Python definition with two maximal strings.
+pub const MAX_RECORD_WORDS: usize = 4 + 2 * MAX_STRING_BYTES / 8 + 2;
+/// Smallest data area the shim accepts, in words.
+pub const MIN_CAPACITY_WORDS: u64 = 1 << 12;
+/// Length of [`Header::error`].
+pub const ERROR_BYTES: usize = 256;
+
+/// Which clock the timestamps come from.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// `CLOCK_MONOTONIC`, in nanoseconds.
+    Monotonic = 1,
+    /// The invariant time-stamp counter (`rdtsc`), in ticks; the reader
+    /// calibrates ticks against `CLOCK_MONOTONIC`.
+    Tsc = 2,
+}
+
+impl Clock {
+    /// Decodes a header value.
+    pub fn from_u32(v: u32) -> Option<Clock> {
+        match v {
+            1 => Some(Clock::Monotonic),
+            2 => Some(Clock::Tsc),
+            _ => None,
+        }
+    }
+}
+
+/// Which CPython hook the shim installs.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// Let the shim choose: `sys.monitoring` on 3.12+, `setprofile` before.
+    Auto = 0,
+    /// `PyEval_SetProfile`, the C side of `sys.setprofile`, on every thread.
+    SetProfile = 1,
+    /// A native `sys.monitoring` tool (3.12+).
+    Monitoring = 2,
+}
+
+impl Hook {
+    /// Decodes a header value.
+    pub fn from_u32(v: u32) -> Option<Hook> {
+        match v {
+            0 => Some(Hook::Auto),
+            1 => Some(Hook::SetProfile),
+            2 => Some(Hook::Monitoring),
+            _ => None,
+        }
+    }
+}
+
+/// What the shim does when the ring is full.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Wait for the reader to make room (results stay exact). If the reader
+    /// stops answering for [`READER_TIMEOUT_NS`], the shim gives up.
+    Wait = 0,
+    /// Drop the event and count it in [`Header::dropped`].
+    Drop = 1,
+}
+
+/// How long the shim waits for a silent reader before it stops recording.
+pub const READER_TIMEOUT_NS: u64 = 1_000_000_000;
+
+/// Shim life cycle, in [`Header::shim_state`].
+pub mod state {
+    /// The shim has not looked at the ring yet.
+    pub const NEW: u32 = 0;
+    /// Hooks are installed and events flow.
+    pub const RECORDING: u32 = 1;
+    /// The capture ended normally; a [`Stop`](super::Kind::Stop) record was
+    /// written and nothing more will be.
+    pub const STOPPED: u32 = 2;
+    /// The shim stopped recording because the reader went silent.
+    pub const ABANDONED: u32 = 3;
+    /// The shim could not start; [`Header::error`](super::Header::error)
+    /// says why.
+    pub const FAILED: u32 = 4;
+}
+
+/// Reader → shim requests, in [`Header::command`].
+pub mod command {
+    /// Keep recording.
+    pub const RUN: u32 = 0;
+    /// Stop recording, remove the hooks and write a Stop record.
+    pub const STOP: u32 = 1;
+}
+
+/// The first [`HEADER_BYTES`] of the ring file.
+///
+/// Fields in the first block are written by the reader before the shim maps
+/// the file and never change. The producer block is written only by the
+/// shim, the consumer block only by the reader; each sits on its own cache
+/// line.
+#[repr(C, align(64))]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`LAYOUT_VERSION`].
+    pub version: u32,
+    /// [`HEADER_BYTES`].
+    pub header_bytes: u32,
+    /// Size of the data area in words; a power of two.
+    pub capacity_words: u64,
+    /// Requested [`Clock`].
+    pub clock: u32,
+    /// Requested [`Hook`].
+    pub hook: u32,
+    /// [`FullPolicy`].
+    pub full_policy: u32,
+    /// Process id of the reader, for diagnostics.
+    pub reader_pid: u32,
+    _pad0: [u8; 24],
+
+    /// Producer cursor, in words (shim).
+    pub head: AtomicU64,
+    /// Events the shim could not record (shim).
+    pub dropped: AtomicU64,
+    /// Nanoseconds the shim spent waiting for ring space (shim).
+    pub wait_ns: AtomicU64,
+    /// Number of times the shim had to wait for ring space (shim).
+    pub waits: AtomicU64,
+    /// One of [`state`] (shim).
+    pub shim_state: AtomicU32,
+    /// The [`Hook`] the shim actually installed (shim).
+    pub hook_used: AtomicU32,
+    /// The [`Clock`] the shim actually uses (shim).
+    pub clock_used: AtomicU32,
+    /// `PY_VERSION_HEX` of the target (shim).
+    pub python_version: AtomicU32,
+    /// Number of threads hooked at start (shim).
+    pub threads_hooked: AtomicU32,
+    _pad1: [u8; 12],
+
+    /// Consumer cursor, in words (reader).
+    pub tail: AtomicU64,
+    /// `CLOCK_MONOTONIC` nanoseconds of the reader's last sign of life.
+    pub heartbeat_ns: AtomicU64,
+    /// One of [`command`] (reader).
+    pub command: AtomicU32,
+    _pad2: [u8; 44],
+
+    /// NUL-terminated UTF-8 reason when `shim_state` is [`state::FAILED`].
+    pub error: [u8; ERROR_BYTES],
+}
+
+const _: () = assert!(size_of::<Header>() == 448);
+const _: () = assert!(size_of::<Header>() <= HEADER_BYTES);
+const _: () = assert!(core::mem::offset_of!(Header, head) == 64);
+const _: () = assert!(core::mem::offset_of!(Header, tail) == 128);
+const _: () = assert!(core::mem::offset_of!(Header, error) == 192);
+
+impl Header {
+    /// A header for a data area of `capacity_words` words.
+    pub fn new(capacity_words: u64, clock: Clock, hook: Hook, full_policy: FullPolicy, reader_pid: u32) -> Header {
+        Header {
+            magic: MAGIC,
+            version: LAYOUT_VERSION,
+            header_bytes: HEADER_BYTES as u32,
+            capacity_words,
+            clock: clock as u32,
+            hook: hook as u32,
+            full_policy: full_policy as u32,
+            reader_pid,
+            _pad0: [0; 24],
+            head: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            shim_state: AtomicU32::new(state::NEW),
+            hook_used: AtomicU32::new(0),
+            clock_used: AtomicU32::new(0),
+            python_version: AtomicU32::new(0),
+            threads_hooked: AtomicU32::new(0),
+            _pad1: [0; 12],
+            tail: AtomicU64::new(0),
+            heartbeat_ns: AtomicU64::new(0),
+            command: AtomicU32::new(command::RUN),
+            _pad2: [0; 44],
+            error: [0; ERROR_BYTES],
+        }
+    }
+
+    /// Checks what a reader or shim must check before trusting the rest:
+    /// magic, version and a sane capacity. `file_bytes` is the mapped size.
+    pub fn validate(&self, file_bytes: usize) -> Result<(), LayoutError> {
+        if self.magic != MAGIC {
+            return Err(LayoutError::BadMagic);
+        }
+        if self.version != LAYOUT_VERSION || self.header_bytes as usize != HEADER_BYTES {
+            return Err(LayoutError::Version(self.version));
+        }
+        let cap = self.capacity_words;
+        if !cap.is_power_of_two() || cap < MIN_CAPACITY_WORDS {
+            return Err(LayoutError::Capacity(cap));
+        }
+        let need = (cap as usize)
+            .checked_mul(8)
+            .and_then(|d| d.checked_add(HEADER_BYTES));
+        match need {
+            Some(n) if n <= file_bytes => Ok(()),
+            _ => Err(LayoutError::Capacity(cap)),
+        }
+    }
+
+    /// The shim's failure message, if any.
+    pub fn error_message(&self) -> &[u8] {
+        let end = self.error.iter().position(|&b| b == 0).unwrap_or(ERROR_BYTES);
+        &self.error[..end]
+    }
+}
+
+/// Why a ring could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Not a ring file.
+    BadMagic,
+    /// A ring from another rprof release.
+    Version(u32),
+    /// A data area that is not a power of two, too small, or larger than
+    /// the file.
+    Capacity(u64),
+}
+
+/// The kinds of record.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A Python function starts or resumes (`PyTrace_CALL`, `PY_START`,
+    /// `PY_RESUME`, `PY_THROW`). Arg: function id. Payload: timestamp.
+    Call = 1,
+    /// A Python function returns or yields (`PyTrace_RETURN`, `PY_RETURN`,
+    /// `PY_YIELD`, `PY_UNWIND`). Arg: function id. Payload: timestamp.
+    Return = 2,
+    /// A builtin is called (`PyTrace_C_CALL`, `CALL`). Arg: function id.
+    CCall = 3,
+    /// A builtin returns (`PyTrace_C_RETURN`, `C_RETURN`).
+    CReturn = 4,
+    /// A builtin raises (`PyTrace_C_EXCEPTION`, `C_RAISE`).
+    CException = 5,
+    /// Filler up to the end of the data area; `len` words to skip.
+    Pad = 16,
+    /// Defines a Python function id. Payload: `firstlineno`, then
+    /// `filename_len | name_len << 32`, then the two UTF-8 strings
+    /// back to back, zero-padded to whole words.
+    DefPython = 17,
+    /// Defines a builtin id. Payload: `label_len`, then the UTF-8 label,
+    /// zero-padded.
+    DefBuiltin = 18,
+    /// The following events happen on thread `payload[0]` (its native id).
+    Thread = 19,
+    /// `payload[0]` events were dropped here.
+    Lost = 20,
+    /// The capture starts: payload `[timestamp]`.
+    Start = 21,
+    /// The capture ends: payload `[timestamp]`; nothing follows.
+    Stop = 22,
+}
+
+impl Kind {
+    /// Decodes a kind byte.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Call,
+            2 => Kind::Return,
+            3 => Kind::CCall,
+            4 => Kind::CReturn,
+            5 => Kind::CException,
+            16 => Kind::Pad,
+            17 => Kind::DefPython,
+            18 => Kind::DefBuiltin,
+            19 => Kind::Thread,
+            20 => Kind::Lost,
+            21 => Kind::Start,
+            22 => Kind::Stop,
+            _ => return None,
+        })
+    }
+}
+
+/// The first word of every record: `kind | len << 8 | arg << 32`, where
+/// `len` is the record's length in words including this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader(pub u64);
+
+impl RecordHeader {
+    /// Builds a header word. `len` must fit in 24 bits.
+    #[inline(always)]
+    pub const fn new(kind: Kind, len: u32, arg: u32) -> RecordHeader {
+        RecordHeader(kind as u64 | ((len as u64 & 0xff_ffff) << 8) | ((arg as u64) << 32))
+    }
+
+    /// The raw kind byte (may not be a known [`Kind`]).
+    #[inline(always)]
+    pub const fn kind_byte(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// Length in words, header included.
+    #[inline(always)]
+    pub const fn len(self) -> u32 {
+        ((self.0 >> 8) & 0xff_ffff) as u32
+    }
+
+    /// The argument (a function id for events).
+    #[inline(always)]
+    pub const fn arg(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// Words needed for a record with `payload_words` words of payload, rounded
+/// up to an even number.
+pub const fn record_words(payload_words: usize) -> usize {
+    (1 + payload_words + 1) & !1
+}
+
+/// Words needed to carry `bytes` bytes of string data.
+pub const fn string_words(bytes: usize) -> usize {
+    bytes.div_ceil(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_word_round_trips() {
+        let h = RecordHeader::new(Kind::DefPython, 123_456, 0xdead_beef);
+        assert_eq!(Kind::from_u8(h.kind_byte()), Some(Kind::DefPython));
+        assert_eq!(h.len(), 123_456);
+        assert_eq!(h.arg(), 0xdead_beef);
+    }
+
+    #[test]
+    fn records_are_even() {
+        for p in 0..10 {
+            assert_eq!(record_words(p) % 2, 0);
+            assert!(record_words(p) > p);
+        }
+        assert_eq!(record_words(1), 2);
+    }
+
+    #[test]
+    fn validate_rejects_bad_headers() {
+        let h = Header::new(1 << 12, Clock::Tsc, Hook::Auto, FullPolicy::Wait, 1);
+        let size = HEADER_BYTES + (1 << 12) * 8;
+        assert_eq!(h.validate(size), Ok(()));
+        assert_eq!(h.validate(size - 1), Err(LayoutError::Capacity(1 << 12)));
+        let mut bad = Header::new(3000, Clock::Tsc, Hook::Auto, FullPolicy::Wait, 1);
+        assert_eq!(bad.validate(usize::MAX), Err(LayoutError::Capacity(3000)));
+        bad.magic = *b"notaring";
+        assert_eq!(bad.validate(usize::MAX), Err(LayoutError::BadMagic));
+    }
+
+    #[test]
+    fn max_record_fits_in_min_capacity() {
+        assert!(record_words(3 + 2 * string_words(MAX_STRING_BYTES)) <= MAX_RECORD_WORDS);
+        assert!((MAX_RECORD_WORDS as u64) < MIN_CAPACITY_WORDS / 2);
+    }
+}

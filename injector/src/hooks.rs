@@ -1,0 +1,787 @@
+//! The profile hooks and the capture they feed.
+//!
+//! Two hooks produce the same events with cProfile's semantics:
+//!
+//! * **setprofile**: a native `Py_tracefunc` installed with
+//!   `PyEval_SetProfile` on every thread that exists at start, and on every
+//!   thread `threading` starts later through a `threading.setprofile`
+//!   bootstrap that replaces itself with the native hook on its first event
+//!   (as yappi does). `_lsprof.c`'s `profiler_callback` is the model.
+//! * **monitoring** (3.12+): a `sys.monitoring` tool whose callbacks are
+//!   builtin functions implemented here. It sees every thread, including
+//!   threads started later and natively, and costs about half of
+//!   setprofile's compatibility layer. `_lsprof.c`'s `pystart_callback`,
+//!   `pyreturn_callback`, `ccall_callback` and `creturn_callback` are the
+//!   model.
+//!
+//! All state lives in [`CAPTURE`] and is touched only with the GIL held:
+//! every hook runs under the GIL, and so do `rprof_start` / `rprof_stop`.
+
+use crate::api::{self, Api, PyMethodDef, PyObj};
+use crate::intern::{self, Table};
+use crate::ring::Writer;
+use core::cell::UnsafeCell;
+use core::ffi::{c_char, c_int, c_long, CStr};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::Release};
+use rprof_abi::{state, Hook, Kind};
+
+/// A value only touched with the GIL held.
+pub struct GilCell<T>(UnsafeCell<T>);
+
+// SAFETY: every access happens with the GIL held, which serialises them.
+unsafe impl<T> Sync for GilCell<T> {}
+
+impl<T> GilCell<T> {
+    const fn new(v: T) -> Self {
+        GilCell(UnsafeCell::new(v))
+    }
+
+    /// # Safety
+    /// GIL held, and no other reference obtained from this cell is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get(&self) -> &mut T {
+        // SAFETY: the caller holds the GIL and no other borrow exists.
+        unsafe { &mut *self.0.get() }
+    }
+
+    /// # Safety
+    /// GIL held, and no mutable reference obtained from this cell is alive.
+    pub unsafe fn get_ref(&self) -> &T {
+        // SAFETY: the caller holds the GIL and no mutable borrow exists.
+        unsafe { &*self.0.get() }
+    }
+}
+
+/// The interpreter's API, resolved once; the shim is never unloaded, so a
+/// later capture reuses it.
+pub static API: GilCell<Option<Api>> = GilCell::new(None);
+/// The capture in progress, if any.
+pub static CAPTURE: GilCell<Option<Capture>> = GilCell::new(None);
+/// Fast check for the hooks: false when no capture records.
+pub static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Events of a `sys.monitoring` tool, by the names of `sys.monitoring.events`.
+const MONITORED: [(&CStr, Callback); 9] = [
+    (c"PY_START", Callback::Start),
+    (c"PY_RESUME", Callback::Start),
+    (c"PY_THROW", Callback::Start),
+    (c"PY_RETURN", Callback::Return),
+    (c"PY_YIELD", Callback::Return),
+    (c"PY_UNWIND", Callback::Return),
+    (c"CALL", Callback::Call),
+    (c"C_RETURN", Callback::CReturn),
+    (c"C_RAISE", Callback::CRaise),
+];
+
+#[derive(Clone, Copy)]
+enum Callback {
+    Start = 0,
+    Return = 1,
+    Call = 2,
+    CReturn = 3,
+    CRaise = 4,
+}
+
+struct Defs([PyMethodDef; 6]);
+// SAFETY: the method definitions are immutable after construction; CPython
+// only reads them.
+unsafe impl Sync for Defs {}
+
+static DEFS: Defs = Defs([
+    def(c"rprof_py_start", mon_start as *const (), api::METH_FASTCALL),
+    def(c"rprof_py_return", mon_return as *const (), api::METH_FASTCALL),
+    def(c"rprof_call", mon_call as *const (), api::METH_FASTCALL),
+    def(c"rprof_c_return", mon_c_return as *const (), api::METH_FASTCALL),
+    def(c"rprof_c_raise", mon_c_raise as *const (), api::METH_FASTCALL),
+    def(c"rprof_thread_bootstrap", thread_bootstrap as *const (), api::METH_VARARGS),
+]);
+const BOOTSTRAP_DEF: usize = 5;
+
+const fn def(name: &'static CStr, f: *const (), flags: c_int) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: f.cast(),
+        ml_flags: flags,
+        ml_doc: ptr::null(),
+    }
+}
+
+fn def_ptr(i: usize) -> *mut PyMethodDef {
+    // CPython takes `PyMethodDef *` but never writes through it.
+    ptr::addr_of!(DEFS.0[i]).cast_mut()
+}
+
+struct Monitoring {
+    module: PyObj,
+    tool: PyObj,
+    missing: PyObj,
+    events: Vec<PyObj>,
+    callbacks: Vec<PyObj>,
+}
+
+struct SetProfile {
+    threading: PyObj,
+    previous_thread_hook: PyObj,
+    bootstrap: PyObj,
+}
+
+/// One capture: the ring, the interned functions and what was installed.
+pub struct Capture {
+    writer: Writer,
+    table: Table,
+    last_key: usize,
+    last_id: u32,
+    monitoring: Option<Monitoring>,
+    setprofile: Option<SetProfile>,
+}
+
+/// Failure to start, with a message for the user.
+pub type StartError = &'static str;
+
+/// Starts a capture writing to the ring at `path`.
+///
+/// # Safety
+/// GIL held; no capture running.
+pub unsafe fn start(path: &CStr) -> Result<(), StartError> {
+    // SAFETY: GIL held (caller), and no hook runs while we hold it, so this
+    // is the only borrow of API.
+    unsafe {
+        let api_slot = API.get();
+        if api_slot.is_none() {
+            *api_slot = Some(Api::resolve()?);
+        }
+    }
+    // SAFETY: GIL held; API is no longer borrowed mutably.
+    let api = unsafe { API.get_ref() }.as_ref().ok_or("no API")?;
+    if api.version < (3, 8, 0) {
+        return Err("CPython older than 3.8 is not supported");
+    }
+    // SAFETY: GIL held (caller).
+    let slot = unsafe { CAPTURE.get() };
+    if slot.is_some() {
+        return Err("a capture is already running in this process");
+    }
+    // SAFETY: the path names a ring file the reader created.
+    let mut writer = unsafe { Writer::open(path) }?;
+    let requested = Hook::from_u32(writer.header().hook).unwrap_or(Hook::Auto);
+    let hook = match requested {
+        Hook::Auto if api.at_least(3, 12) => Hook::Monitoring,
+        Hook::Auto => Hook::SetProfile,
+        Hook::Monitoring if !api.at_least(3, 12) => {
+            writer.fail("the monitoring hook needs Python 3.12 or newer; use --hook setprofile");
+            return Err("monitoring hook needs 3.12+");
+        }
+        h => h,
+    };
+    let h = writer.header();
+    h.python_version.store(api.version_hex(), Relaxed);
+    h.hook_used.store(hook as u32, Relaxed);
+    // SAFETY: GIL held.
+    h.threads_hooked.store(unsafe { count_threads(api) }, Relaxed);
+    writer.marker(Kind::Start);
+    *slot = Some(Capture {
+        writer,
+        table: Table::new(),
+        last_key: 0,
+        last_id: 0,
+        monitoring: None,
+        setprofile: None,
+    });
+    let cap = slot.as_mut().ok_or("no capture")?;
+    // Events may arrive while hooks are being installed (audit hooks, the
+    // import of `threading`): record from now on.
+    ACTIVE.store(true, Release);
+    // SAFETY: GIL held.
+    let installed = unsafe {
+        match hook {
+            Hook::Monitoring => install_monitoring(api, cap),
+            _ => install_setprofile(api, cap),
+        }
+    };
+    if let Err(e) = installed {
+        ACTIVE.store(false, Release);
+        // SAFETY: GIL held.
+        unsafe { uninstall(api, cap) };
+        cap.writer.fail(e);
+        // SAFETY: GIL held.
+        unsafe { cap.table.clear(api) };
+        *slot = None;
+        return Err(e);
+    }
+    cap.writer
+        .header()
+        .shim_state
+        .store(state::RECORDING, Release);
+    Ok(())
+}
+
+/// Ends the capture: removes every hook, writes the Stop record, releases
+/// every reference and unmaps the ring. Safe to call when none runs.
+///
+/// # Safety
+/// GIL held.
+pub unsafe fn stop() {
+    ACTIVE.store(false, Release);
+    // SAFETY: GIL held (caller).
+    let (api, slot) = unsafe { (API.get_ref(), CAPTURE.get()) };
+    let (Some(api), Some(cap)) = (api.as_ref(), slot.as_mut()) else {
+        return;
+    };
+    // SAFETY: GIL held.
+    unsafe { uninstall(api, cap) };
+    if !cap.writer.is_abandoned() {
+        cap.writer.marker(Kind::Stop);
+        cap.writer
+            .header()
+            .shim_state
+            .store(state::STOPPED, Release);
+    }
+    // SAFETY: GIL held.
+    unsafe { cap.table.clear(api) };
+    *slot = None;
+}
+
+/// Number of thread states of the main interpreter.
+unsafe fn count_threads(api: &Api) -> u32 {
+    let mut n = 0;
+    // SAFETY: GIL held; the thread list cannot change while we hold it.
+    unsafe {
+        let interp = (api.interp_head)();
+        let mut t = if interp.is_null() {
+            ptr::null_mut()
+        } else {
+            (api.interp_thread_head)(interp)
+        };
+        while !t.is_null() {
+            n += 1;
+            t = (api.thread_next)(t);
+        }
+    }
+    n
+}
+
+/// Sets (or clears, with `None`) the profile function of every thread.
+unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
+    // SAFETY: GIL held (caller). On 3.8–3.11, each thread state is made
+    // current only for the duration of PyEval_SetProfile, which merely
+    // stores the function in it; the real owner of that thread state is
+    // blocked waiting for the GIL we hold.
+    unsafe {
+        if let Some(all) = api.eval_set_profile_all {
+            all(func, ptr::null_mut());
+            return;
+        }
+        let interp = (api.interp_head)();
+        if interp.is_null() {
+            return;
+        }
+        let mut t = (api.interp_thread_head)(interp);
+        while !t.is_null() {
+            match api.eval_set_profile_tstate {
+                Some(set) => {
+                    if set(t, func, ptr::null_mut()) < 0 {
+                        (api.err_clear)();
+                    }
+                }
+                None => {
+                    let me = (api.thread_swap)(t);
+                    (api.eval_set_profile)(func, ptr::null_mut());
+                    (api.thread_swap)(me);
+                }
+            }
+            t = (api.thread_next)(t);
+        }
+    }
+}
+
+unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartError> {
+    // SAFETY: GIL held (caller); every object is NULL-checked.
+    unsafe {
+        let threading = (api.import_module)(c"threading".as_ptr());
+        if threading.is_null() {
+            (api.err_clear)();
+            return Err("cannot import threading");
+        }
+        let mut previous = (api.getattr_string)(threading, c"_profile_hook".as_ptr());
+        if previous.is_null() {
+            (api.err_clear)();
+            previous = api.new_none();
+        }
+        let bootstrap = (api.cfunction_new_ex)(def_ptr(BOOTSTRAP_DEF), ptr::null_mut(), ptr::null_mut());
+        if bootstrap.is_null() {
+            (api.err_clear)();
+            (api.py_decref)(previous);
+            (api.py_decref)(threading);
+            return Err("cannot create the thread bootstrap");
+        }
+        cap.setprofile = Some(SetProfile {
+            threading,
+            previous_thread_hook: previous,
+            bootstrap,
+        });
+        if !api.call_method(threading, c"setprofile", &[bootstrap]) {
+            return Err("threading.setprofile failed");
+        }
+        set_profile_everywhere(api, Some(profile_cb));
+    }
+    Ok(())
+}
+
+unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartError> {
+    // SAFETY: GIL held (caller); every object is NULL-checked and owned
+    // references end up in `Monitoring`, released by `uninstall`.
+    unsafe {
+        let sys = (api.import_module)(c"sys".as_ptr());
+        if sys.is_null() {
+            (api.err_clear)();
+            return Err("cannot import sys");
+        }
+        let module = (api.getattr_string)(sys, c"monitoring".as_ptr());
+        (api.py_decref)(sys);
+        if module.is_null() {
+            (api.err_clear)();
+            return Err("sys.monitoring is missing");
+        }
+        let mut mon = Monitoring {
+            module,
+            tool: ptr::null_mut(),
+            missing: ptr::null_mut(),
+            events: Vec::new(),
+            callbacks: Vec::new(),
+        };
+        mon.missing = (api.getattr_string)(module, c"MISSING".as_ptr());
+        if mon.missing.is_null() {
+            (api.err_clear)();
+            cap.monitoring = Some(mon);
+            return Err("sys.monitoring.MISSING is missing");
+        }
+        // Tool ids 0-2 and 5 are reserved for debuggers, coverage,
+        // profilers (cProfile takes 2) and optimizers; take a free one,
+        // preferring the unassigned 3 and 4 so cProfile still works.
+        let get_tool = (api.getattr_string)(module, c"get_tool".as_ptr());
+        if get_tool.is_null() {
+            (api.err_clear)();
+            cap.monitoring = Some(mon);
+            return Err("sys.monitoring.get_tool is missing");
+        }
+        let name = (api.unicode_from_string)(c"rprof".as_ptr());
+        for id in [4, 3, 5, 1, 0, 2] {
+            let pid = (api.long_from_long)(id);
+            let owner = api.call(get_tool, &[pid]);
+            let free = owner == api.none;
+            if !owner.is_null() {
+                (api.py_decref)(owner);
+            }
+            if free && api.call_method(module, c"use_tool_id", &[pid, name]) {
+                mon.tool = pid;
+                break;
+            }
+            (api.py_decref)(pid);
+        }
+        (api.py_decref)(name);
+        (api.py_decref)(get_tool);
+        if mon.tool.is_null() {
+            cap.monitoring = Some(mon);
+            return Err("every sys.monitoring tool id is taken");
+        }
+        let events = (api.getattr_string)(module, c"events".as_ptr());
+        if events.is_null() {
+            (api.err_clear)();
+            cap.monitoring = Some(mon);
+            return Err("sys.monitoring.events is missing");
+        }
+        let mut callbacks = [ptr::null_mut(); 5];
+        for (i, cb) in callbacks.iter_mut().enumerate() {
+            *cb = (api.cfunction_new_ex)(def_ptr(i), ptr::null_mut(), ptr::null_mut());
+            if cb.is_null() {
+                (api.err_clear)();
+            }
+        }
+        mon.callbacks = callbacks.iter().copied().filter(|c| !c.is_null()).collect();
+        if mon.callbacks.len() != callbacks.len() {
+            (api.py_decref)(events);
+            cap.monitoring = Some(mon);
+            return Err("cannot create the monitoring callbacks");
+        }
+        let mut mask: c_long = 0;
+        let mut failed = None;
+        for (ev_name, which) in MONITORED {
+            let Some(bit) = api.attr_long(events, ev_name) else {
+                failed = Some("a sys.monitoring event is missing");
+                break;
+            };
+            let ev = (api.long_from_long)(bit as c_long);
+            mon.events.push(ev);
+            if !api.call_method(module, c"register_callback", &[mon.tool, ev, callbacks[which as usize]]) {
+                failed = Some("sys.monitoring.register_callback failed");
+                break;
+            }
+            mask |= bit as c_long;
+        }
+        (api.py_decref)(events);
+        let tool = mon.tool;
+        cap.monitoring = Some(mon);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let m = (api.long_from_long)(mask);
+        let ok = api.call_method(module, c"set_events", &[tool, m]);
+        (api.py_decref)(m);
+        if !ok {
+            return Err("sys.monitoring.set_events failed");
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever `install_*` installed and releases its references.
+unsafe fn uninstall(api: &Api, cap: &mut Capture) {
+    // SAFETY: GIL held (caller); we release exactly the references the
+    // install functions stored.
+    unsafe {
+        if let Some(sp) = cap.setprofile.take() {
+            set_profile_everywhere(api, None);
+            api.call_method(sp.threading, c"setprofile", &[sp.previous_thread_hook]);
+            (api.py_decref)(sp.previous_thread_hook);
+            (api.py_decref)(sp.bootstrap);
+            (api.py_decref)(sp.threading);
+        }
+        if let Some(mon) = cap.monitoring.take() {
+            if !mon.tool.is_null() {
+                let zero = (api.long_from_long)(0);
+                api.call_method(mon.module, c"set_events", &[mon.tool, zero]);
+                (api.py_decref)(zero);
+                for ev in &mon.events {
+                    api.call_method(mon.module, c"register_callback", &[mon.tool, *ev, api.none]);
+                }
+                api.call_method(mon.module, c"free_tool_id", &[mon.tool]);
+                (api.py_decref)(mon.tool);
+            }
+            for o in mon.events.iter().chain(&mon.callbacks) {
+                (api.py_decref)(*o);
+            }
+            if !mon.missing.is_null() {
+                (api.py_decref)(mon.missing);
+            }
+            (api.py_decref)(mon.module);
+        }
+    }
+}
+
+impl Capture {
+    #[inline(always)]
+    fn emit(&mut self, kind: Kind, id: u32) {
+        self.writer.event(kind, id);
+        if self.writer.is_abandoned() {
+            ACTIVE.store(false, Release);
+        }
+    }
+
+    /// Id of a code object, announcing it on first sight.
+    #[inline(always)]
+    unsafe fn code_id(&mut self, api: &Api, code: PyObj) -> u32 {
+        let key = code as usize;
+        if key == self.last_key {
+            return self.last_id;
+        }
+        let id = match self.table.get(key) {
+            Some(e) => e.id,
+            // SAFETY: GIL held, code live (caller).
+            None => unsafe { self.intern_code(api, code) },
+        };
+        self.last_key = key;
+        self.last_id = id;
+        id
+    }
+
+    #[cold]
+    unsafe fn intern_code(&mut self, api: &Api, code: PyObj) -> u32 {
+        // SAFETY: GIL held, code live (caller); the reference taken here is
+        // released by Table::clear.
+        unsafe {
+            let (file, line, name) = intern::code_label(api, code);
+            (api.py_incref)(code);
+            let e = self.table.insert(code as usize, code, ptr::null_mut());
+            self.writer.def_python(e.id, &file, line, &name);
+            e.id
+        }
+    }
+
+    /// Id of a builtin function object, keyed by its `PyMethodDef`.
+    #[inline(always)]
+    unsafe fn cfunc_id(&mut self, api: &Api, f: PyObj) -> u32 {
+        // SAFETY: f is a live PyCFunction (caller).
+        let key = unsafe { api.m_ml(f) } as usize;
+        if key == self.last_key {
+            return self.last_id;
+        }
+        let id = match self.table.get(key) {
+            Some(e) => e.id,
+            None => {
+                // SAFETY: GIL held, f live.
+                let label = unsafe { intern::builtin_label(api, f) };
+                let e = self.table.insert(key, ptr::null_mut(), ptr::null_mut());
+                self.writer.def_builtin(e.id, &label);
+                e.id
+            }
+        };
+        self.last_key = key;
+        self.last_id = id;
+        id
+    }
+
+    /// What cProfile 3.12+ records for a CALL/C_RETURN/C_RAISE event
+    /// (`get_cfunc_from_callable`): builtin functions, and method
+    /// descriptors called with a matching first argument, which it binds
+    /// into builtin methods. Others are not recorded.
+    #[inline(always)]
+    unsafe fn callable_id(&mut self, api: &Api, callable: PyObj, arg0: PyObj, missing: PyObj) -> Option<u32> {
+        // SAFETY: callable and arg0 are live (CPython passes them to the
+        // callback); GIL held.
+        unsafe {
+            let t = api.type_of(callable);
+            if t == api.function_type {
+                return None;
+            }
+            if t == api.cfunction_type || (api.type_is_subtype)(t, api.cfunction_type) != 0 {
+                return Some(self.cfunc_id(api, callable));
+            }
+            if t != api.method_descr_type || arg0 == missing {
+                return None;
+            }
+            if let Some(e) = self.table.get(callable as usize) {
+                let (id, objclass) = (e.id, e.objclass);
+                if !objclass.is_null() {
+                    let at = api.type_of(arg0);
+                    if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
+                        return None;
+                    }
+                }
+                return Some(id);
+            }
+            self.intern_descriptor(api, callable, arg0)
+        }
+    }
+
+    #[cold]
+    unsafe fn intern_descriptor(&mut self, api: &Api, descr: PyObj, arg0: PyObj) -> Option<u32> {
+        // SAFETY: GIL held, objects live (caller); the current exception is
+        // saved; references taken are released by Table::clear.
+        unsafe {
+            let _saved = api::SavedError::save(api);
+            let objclass = (api.getattr_string)(descr, c"__objclass__".as_ptr());
+            if objclass.is_null() {
+                (api.err_clear)();
+                return None;
+            }
+            let at = api.type_of(arg0);
+            if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
+                (api.py_decref)(objclass);
+                return None;
+            }
+            // Bind it once, as cProfile does on every call, to label it.
+            let get = (api.getattr_string)(descr, c"__get__".as_ptr());
+            if get.is_null() {
+                (api.err_clear)();
+                (api.py_decref)(objclass);
+                return None;
+            }
+            let bound = api.call(get, &[arg0, at]);
+            (api.py_decref)(get);
+            if bound.is_null() || !api.is_cfunction(bound) {
+                if !bound.is_null() {
+                    (api.py_decref)(bound);
+                }
+                (api.py_decref)(objclass);
+                return None;
+            }
+            let label = intern::builtin_label(api, bound);
+            (api.py_decref)(bound);
+            (api.py_incref)(descr);
+            let e = self.table.insert(descr as usize, descr, objclass);
+            self.writer.def_builtin(e.id, &label);
+            Some(e.id)
+        }
+    }
+}
+
+/// The API and capture, if recording. Only for hooks (GIL held).
+#[inline(always)]
+unsafe fn recording() -> Option<(&'static Api, &'static mut Capture)> {
+    if !ACTIVE.load(Relaxed) {
+        return None;
+    }
+    // SAFETY: hooks run with the GIL held; the hooks never re-enter each
+    // other (CPython suspends profiling while a profile function runs), so
+    // these are the only live borrows.
+    unsafe {
+        let api = API.get_ref().as_ref()?;
+        let cap = CAPTURE.get().as_mut()?;
+        Some((api, cap))
+    }
+}
+
+/// The setprofile hook (`Py_tracefunc`).
+///
+/// # Safety
+/// Called by CPython with the GIL held and live `frame`/`arg`.
+pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg: PyObj) -> c_int {
+    // SAFETY: GIL held by CPython's contract for profile functions.
+    let Some((api, cap)) = (unsafe { recording() }) else {
+        return 0;
+    };
+    // SAFETY: CPython passes a live frame, and for C events a live callable.
+    unsafe {
+        match what {
+            api::PY_TRACE_CALL => {
+                let id = cap.code_id(api, api.frame_code(frame));
+                cap.emit(Kind::Call, id);
+            }
+            api::PY_TRACE_RETURN => {
+                let id = cap.code_id(api, api.frame_code(frame));
+                cap.emit(Kind::Return, id);
+            }
+            api::PY_TRACE_C_CALL if api.is_cfunction(arg) => {
+                let id = cap.cfunc_id(api, arg);
+                cap.emit(Kind::CCall, id);
+            }
+            api::PY_TRACE_C_RETURN if api.is_cfunction(arg) => {
+                let id = cap.cfunc_id(api, arg);
+                cap.emit(Kind::CReturn, id);
+            }
+            api::PY_TRACE_C_EXCEPTION if api.is_cfunction(arg) => {
+                let id = cap.cfunc_id(api, arg);
+                cap.emit(Kind::CException, id);
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
+/// `None`, as a new reference, for the monitoring callbacks to return.
+#[inline(always)]
+unsafe fn none() -> PyObj {
+    // SAFETY: GIL held (caller); the API is resolved before any callback is
+    // registered and never dropped.
+    unsafe {
+        match API.get_ref().as_ref() {
+            Some(api) => api.new_none(),
+            None => ptr::null_mut(),
+        }
+    }
+}
+
+unsafe extern "C" fn mon_start(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: CPython calls this with the GIL held and `nargs` live args.
+    unsafe {
+        if let Some((api, cap)) = recording() {
+            if nargs >= 1 {
+                let id = cap.code_id(api, *args);
+                cap.emit(Kind::Call, id);
+            }
+        }
+        none()
+    }
+}
+
+unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: as in mon_start.
+    unsafe {
+        if let Some((api, cap)) = recording() {
+            if nargs >= 1 {
+                let id = cap.code_id(api, *args);
+                cap.emit(Kind::Return, id);
+            }
+        }
+        none()
+    }
+}
+
+#[inline(always)]
+unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
+    // SAFETY: as in mon_start; args are (code, offset, callable, arg0).
+    unsafe {
+        if let Some((api, cap)) = recording() {
+            if nargs >= 4 {
+                let missing = cap.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing);
+                if let Some(id) = cap.callable_id(api, *args.add(2), *args.add(3), missing) {
+                    cap.emit(kind, id);
+                }
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn mon_call(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: as in mon_start.
+    unsafe {
+        mon_c_event(args, nargs, Kind::CCall);
+        none()
+    }
+}
+
+unsafe extern "C" fn mon_c_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: as in mon_start.
+    unsafe {
+        mon_c_event(args, nargs, Kind::CReturn);
+        none()
+    }
+}
+
+unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: as in mon_start.
+    unsafe {
+        mon_c_event(args, nargs, Kind::CException);
+        none()
+    }
+}
+
+/// Installed as `threading`'s profile hook: runs as a Python-level profile
+/// function on the first event of each new thread, swaps itself for the
+/// native hook and hands that first event over.
+unsafe extern "C" fn thread_bootstrap(_m: PyObj, args: PyObj) -> PyObj {
+    // SAFETY: called by CPython with the GIL held and a tuple of
+    // (frame, event, arg), all borrowed.
+    unsafe {
+        let Some(api) = API.get_ref().as_ref() else {
+            return ptr::null_mut();
+        };
+        if !ACTIVE.load(Relaxed) {
+            (api.eval_set_profile)(None, ptr::null_mut());
+            return api.new_none();
+        }
+        (api.eval_set_profile)(Some(profile_cb), ptr::null_mut());
+        if (api.tuple_size)(args) == 3 {
+            let frame = (api.tuple_get_item)(args, 0);
+            let event = (api.tuple_get_item)(args, 1);
+            let arg = (api.tuple_get_item)(args, 2);
+            if let Some(what) = event_code(api, event) {
+                profile_cb(ptr::null_mut(), frame, what, arg);
+            }
+        }
+        (api.err_clear)();
+        api.new_none()
+    }
+}
+
+unsafe fn event_code(api: &Api, event: PyObj) -> Option<c_int> {
+    const NAMES: [(&CStr, c_int); 5] = [
+        (c"call", api::PY_TRACE_CALL),
+        (c"return", api::PY_TRACE_RETURN),
+        (c"c_call", api::PY_TRACE_C_CALL),
+        (c"c_return", api::PY_TRACE_C_RETURN),
+        (c"c_exception", api::PY_TRACE_C_EXCEPTION),
+    ];
+    if event.is_null() {
+        return None;
+    }
+    for (name, code) in NAMES {
+        // SAFETY: event is a live object; GIL held.
+        if unsafe { (api.unicode_compare_ascii)(event, name.as_ptr() as *const c_char) } == 0 {
+            return Some(code);
+        }
+    }
+    None
+}

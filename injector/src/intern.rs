@@ -1,0 +1,265 @@
+//! Function identities: the first time the shim sees a code object or a
+//! builtin it gives it a small id, announces the id with its label in the
+//! ring, and from then on writes only the id.
+//!
+//! Keys are what cProfile keys by: the code object, or a builtin's
+//! `PyMethodDef *`. Code objects (and method descriptors, which stand for
+//! their `PyMethodDef` on 3.12+) are kept alive with a strong reference for
+//! as long as the capture runs, so an address can never be reused by a
+//! different object during a capture; the references are dropped on stop.
+
+use crate::api::{Api, PyObj, SavedError};
+use core::ffi::CStr;
+
+/// Extra facts about a key.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    key: usize,
+    /// The id written to the ring.
+    pub id: u32,
+    /// An object we hold a reference to (code object, descriptor), or NULL.
+    owned: PyObj,
+    /// For a method descriptor: the type its first argument must be an
+    /// instance of (`__objclass__`, owned), else NULL.
+    pub objclass: PyObj,
+}
+
+const EMPTY: Entry = Entry {
+    key: 0,
+    id: 0,
+    owned: core::ptr::null_mut(),
+    objclass: core::ptr::null_mut(),
+};
+
+/// Open-addressing map from key address to [`Entry`].
+pub struct Table {
+    slots: Vec<Entry>,
+    len: usize,
+    next_id: u32,
+}
+
+#[inline(always)]
+fn hash(key: usize, mask: usize) -> usize {
+    ((key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table {
+            slots: vec![EMPTY; 1024],
+            len: 0,
+            next_id: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn get(&self, key: usize) -> Option<&Entry> {
+        let mask = self.slots.len() - 1;
+        let mut i = hash(key, mask);
+        loop {
+            let e = &self.slots[i];
+            if e.key == key {
+                return Some(e);
+            }
+            if e.key == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds a key with a fresh id.
+    pub fn insert(&mut self, key: usize, owned: PyObj, objclass: PyObj) -> Entry {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let e = Entry {
+            key,
+            id: self.next_id,
+            owned,
+            objclass,
+        };
+        self.next_id += 1;
+        self.place(e);
+        self.len += 1;
+        e
+    }
+
+    fn place(&mut self, e: Entry) {
+        let mask = self.slots.len() - 1;
+        let mut i = hash(e.key, mask);
+        while self.slots[i].key != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = e;
+    }
+
+    fn grow(&mut self) {
+        let bigger = vec![EMPTY; self.slots.len() * 2];
+        let old = core::mem::replace(&mut self.slots, bigger);
+        for e in old {
+            if e.key != 0 {
+                self.place(e);
+            }
+        }
+    }
+
+    /// Drops every reference the table holds and empties it.
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn clear(&mut self, api: &Api) {
+        for e in &mut self.slots {
+            if !e.owned.is_null() {
+                // SAFETY: we took this reference in `insert`'s caller.
+                unsafe { (api.py_decref)(e.owned) };
+            }
+            if !e.objclass.is_null() {
+                // SAFETY: as above.
+                unsafe { (api.py_decref)(e.objclass) };
+            }
+            *e = EMPTY;
+        }
+        self.len = 0;
+    }
+}
+
+/// `(co_filename, co_firstlineno, co_name)` of a code object.
+///
+/// # Safety
+/// `code` is a live code object, GIL held.
+pub unsafe fn code_label(api: &Api, code: PyObj) -> (Vec<u8>, u64, Vec<u8>) {
+    // SAFETY: GIL held; the current exception is saved and restored.
+    unsafe {
+        let _saved = SavedError::save(api);
+        let file = api.attr_str(code, c"co_filename").unwrap_or_else(|| b"?".to_vec());
+        let line = api.attr_long(code, c"co_firstlineno").unwrap_or(0).max(0) as u64;
+        let name = api.attr_str(code, c"co_name").unwrap_or_else(|| b"?".to_vec());
+        (file, line, name)
+    }
+}
+
+/// cProfile's label for a builtin function object (`normalizeUserObj` in
+/// `Modules/_lsprof.c`).
+///
+/// # Safety
+/// `f` is a live `PyCFunction`, GIL held.
+pub unsafe fn builtin_label(api: &Api, f: PyObj) -> Vec<u8> {
+    // SAFETY: GIL held throughout; every object is NULL-checked and every
+    // new reference released; the current exception is saved and restored.
+    unsafe {
+        let _saved = SavedError::save(api);
+        let name = builtin_name(api, f);
+        let module = (api.getattr_string)(f, c"__module__".as_ptr());
+        if module.is_null() {
+            (api.err_clear)();
+        }
+        let self_ = (api.cfunction_get_self)(f);
+        let mut out = Vec::new();
+        if self_.is_null() {
+            // A plain builtin function: "<module.name>", or "<name>" for
+            // the builtins module.
+            let mut modname = Vec::new();
+            let have_mod = !module.is_null() && module != api.none && {
+                if api.type_of(module) == api.unicode_type {
+                    api.push_str(module, &mut modname)
+                } else if api.type_of(module) == api.module_type
+                    || (api.type_is_subtype)(api.type_of(module), api.module_type) != 0
+                {
+                    let n = (api.module_get_name_object)(module);
+                    if n.is_null() {
+                        (api.err_clear)();
+                        false
+                    } else {
+                        let ok = api.push_str(n, &mut modname);
+                        (api.py_decref)(n);
+                        ok
+                    }
+                } else {
+                    false
+                }
+            };
+            out.push(b'<');
+            if have_mod && modname != b"builtins" {
+                out.extend_from_slice(&modname);
+                out.push(b'.');
+            }
+            out.extend_from_slice(&name);
+            out.push(b'>');
+        } else {
+            // A bound builtin method: repr(type(self).__dict__ lookup of
+            // the name), else "<built-in method module.name>".
+            let mut done = false;
+            let cname = std::ffi::CString::new(name.clone()).ok();
+            let pyname = match &cname {
+                Some(c) => (api.unicode_from_string)(c.as_ptr()),
+                None => core::ptr::null_mut(),
+            };
+            if !pyname.is_null() {
+                let mo = (api.type_lookup)(api.type_of(self_), pyname);
+                (api.py_decref)(pyname);
+                if !mo.is_null() {
+                    (api.py_incref)(mo);
+                    let r = (api.object_repr)(mo);
+                    (api.py_decref)(mo);
+                    if !r.is_null() {
+                        done = api.push_str(r, &mut out);
+                        (api.py_decref)(r);
+                    }
+                }
+            }
+            (api.err_clear)();
+            if !done {
+                out.clear();
+                out.extend_from_slice(b"<built-in method ");
+                if !module.is_null() && api.type_of(module) == api.unicode_type {
+                    api.push_str(module, &mut out);
+                    out.push(b'.');
+                }
+                out.extend_from_slice(&name);
+                out.push(b'>');
+            }
+        }
+        if !module.is_null() {
+            (api.py_decref)(module);
+        }
+        out
+    }
+}
+
+/// `ml_name` of a builtin.
+///
+/// # Safety
+/// `f` is a live `PyCFunction`, GIL held.
+unsafe fn builtin_name(api: &Api, f: PyObj) -> Vec<u8> {
+    if api.has_m_ml() {
+        // SAFETY: m_ml is the function's PyMethodDef (checked at start-up),
+        // whose ml_name is a NUL-terminated string.
+        unsafe {
+            let def = api.m_ml(f);
+            if !def.is_null() && !(*def).ml_name.is_null() {
+                return CStr::from_ptr((*def).ml_name).to_bytes().to_vec();
+            }
+        }
+    }
+    // SAFETY: f is live, GIL held.
+    unsafe { api.attr_str(f, c"__name__") }.unwrap_or_else(|| b"?".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_grows_and_finds() {
+        let mut t = Table::new();
+        for k in 1..5000usize {
+            let e = t.insert(k * 16, core::ptr::null_mut(), core::ptr::null_mut());
+            assert_eq!(e.id as usize, k - 1);
+        }
+        for k in 1..5000usize {
+            assert_eq!(t.get(k * 16).unwrap().id as usize, k - 1);
+        }
+        assert!(t.get(5000 * 16).is_none());
+    }
+}

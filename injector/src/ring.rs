@@ -1,0 +1,428 @@
+//! The producer side of the shared-memory ring (layout in `rprof-abi`).
+//!
+//! Every method runs with the GIL held, which is what makes the shim a
+//! single producer. The fast path for an event is: read the clock, compare
+//! the thread, check the cached free space, write two words, publish
+//! `head`. Waiting for the reader, padding at the end of the area and
+//! definitions are out of line.
+
+use core::ffi::CStr;
+use core::ptr;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use rprof_abi::{
+    command, record_words, state, string_words, Clock, FullPolicy, Header, Kind, RecordHeader,
+    HEADER_BYTES, MAX_STRING_BYTES, READER_TIMEOUT_NS,
+};
+use std::cell::Cell;
+
+thread_local! {
+    /// The native id of the current thread, 0 until first asked.
+    static TID: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline(always)]
+fn current_tid() -> u64 {
+    TID.with(|t| {
+        let v = t.get();
+        if v != 0 {
+            return v;
+        }
+        // SAFETY: gettid has no preconditions.
+        let v = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
+        t.set(v);
+        v
+    })
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[inline(always)]
+fn timestamp(clock: Clock) -> u64 {
+    match clock {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: rdtsc is available on every x86_64 CPU.
+        Clock::Tsc => unsafe { core::arch::x86_64::_rdtsc() },
+        _ => monotonic_ns(),
+    }
+}
+
+/// Why the writer stopped accepting events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The reader went silent; the capture is over.
+    Abandoned,
+}
+
+/// The mapped ring and the producer's private cursors.
+pub struct Writer {
+    header: *mut Header,
+    data: *mut u64,
+    map_len: usize,
+    cap: u64,
+    mask: u64,
+    head: u64,
+    cached_tail: u64,
+    clock: Clock,
+    policy: FullPolicy,
+    last_tid: u64,
+    pending_lost: u64,
+    abandoned: bool,
+}
+
+impl Writer {
+    /// Maps the ring file at `path` and checks its header.
+    ///
+    /// # Safety
+    /// `path` names a ring file created by the rprof reader, which stays
+    /// mapped for as long as the writer lives.
+    pub unsafe fn open(path: &CStr) -> Result<Writer, &'static str> {
+        // SAFETY: `path` is a valid C string; the fd is closed below.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err("cannot open the ring file");
+        }
+        // SAFETY: `st` is a valid out-pointer for fstat.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fd is open; st is writable.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_size as usize) < HEADER_BYTES {
+            // SAFETY: fd is open.
+            unsafe { libc::close(fd) };
+            return Err("the ring file is too small");
+        }
+        let len = st.st_size as usize;
+        // SAFETY: mapping a regular file we opened read-write; the result is
+        // checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        // SAFETY: fd is open; the mapping keeps its own reference.
+        unsafe { libc::close(fd) };
+        if p == libc::MAP_FAILED {
+            return Err("cannot map the ring file");
+        }
+        let header = p.cast::<Header>();
+        // SAFETY: the mapping is at least HEADER_BYTES long and page
+        // aligned, so it holds a Header.
+        let h = unsafe { &*header };
+        if h.validate(len).is_err() {
+            // SAFETY: unmapping what we mapped.
+            unsafe { libc::munmap(p, len) };
+            return Err("the ring file has an unknown layout (rprof and its shim differ in version)");
+        }
+        let cap = h.capacity_words;
+        let clock = match Clock::from_u32(h.clock) {
+            Some(Clock::Tsc) if cfg!(target_arch = "x86_64") => Clock::Tsc,
+            _ => Clock::Monotonic,
+        };
+        let policy = if h.full_policy == FullPolicy::Drop as u32 {
+            FullPolicy::Drop
+        } else {
+            FullPolicy::Wait
+        };
+        h.clock_used.store(clock as u32, Relaxed);
+        let head = h.head.load(Relaxed);
+        Ok(Writer {
+            header,
+            // SAFETY: validate() checked the data area lies inside the map.
+            data: unsafe { p.cast::<u8>().add(HEADER_BYTES) }.cast::<u64>(),
+            map_len: len,
+            cap,
+            mask: cap - 1,
+            head,
+            cached_tail: h.tail.load(Acquire),
+            clock,
+            policy,
+            last_tid: 0,
+            pending_lost: 0,
+            abandoned: false,
+        })
+    }
+
+    /// The shared header.
+    pub fn header(&self) -> &Header {
+        // SAFETY: mapped for the writer's whole life.
+        unsafe { &*self.header }
+    }
+
+    /// Whether the capture has ended for lack of a reader.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
+    }
+
+    /// Whether the reader asked the shim to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.header().command.load(Relaxed) == command::STOP
+    }
+
+    /// Records a failure message in the header.
+    pub fn fail(&self, msg: &str) {
+        let h = self.header;
+        let n = msg.len().min(rprof_abi::ERROR_BYTES - 1);
+        // SAFETY: the error field is ERROR_BYTES long and only the shim
+        // writes it; we write n < ERROR_BYTES bytes and a NUL.
+        unsafe {
+            let dst = ptr::addr_of_mut!((*h).error).cast::<u8>();
+            ptr::copy_nonoverlapping(msg.as_ptr(), dst, n);
+            *dst.add(n) = 0;
+        }
+        self.header().shim_state.store(state::FAILED, Release);
+    }
+
+    /// Writes one event: the thread switch if needed, then `kind(id)` at
+    /// the current time.
+    #[inline(always)]
+    pub fn event(&mut self, kind: Kind, id: u32) {
+        if self.pending_lost != 0 {
+            self.flush_lost();
+        }
+        let ts = timestamp(self.clock);
+        let tid = current_tid();
+        if tid != self.last_tid {
+            self.thread_switch(tid);
+        }
+        if !self.reserve(2) {
+            return;
+        }
+        let slot = self.head & self.mask;
+        // SAFETY: reserve() guaranteed two free words at `slot`, and since
+        // every record is an even number of words and the capacity is even,
+        // slot + 1 < cap.
+        unsafe {
+            *self.data.add(slot as usize) = RecordHeader::new(kind, 2, id).0;
+            *self.data.add(slot as usize + 1) = ts;
+        }
+        self.publish(2);
+    }
+
+    #[cold]
+    fn thread_switch(&mut self, tid: u64) {
+        if self.write_record(Kind::Thread, 0, &[tid], &[]) {
+            self.last_tid = tid;
+        }
+    }
+
+    /// Writes a record that carries only a timestamp (Start, Stop).
+    pub fn marker(&mut self, kind: Kind) -> bool {
+        let ts = timestamp(self.clock);
+        self.write_record(kind, 0, &[ts], &[])
+    }
+
+    /// Defines a Python function id.
+    #[cold]
+    pub fn def_python(&mut self, id: u32, file: &[u8], line: u64, name: &[u8]) -> bool {
+        let file = clip(file);
+        let name = clip(name);
+        let lens = file.len() as u64 | ((name.len() as u64) << 32);
+        self.write_record(Kind::DefPython, id, &[line, lens], &[file, name])
+    }
+
+    /// Defines a builtin id.
+    #[cold]
+    pub fn def_builtin(&mut self, id: u32, label: &[u8]) -> bool {
+        let label = clip(label);
+        self.write_record(Kind::DefBuiltin, id, &[label.len() as u64], &[label])
+    }
+
+    /// Writes a whole record: header, `words`, then `strings` packed back to
+    /// back and zero-padded.
+    fn write_record(&mut self, kind: Kind, arg: u32, words: &[u64], strings: &[&[u8]]) -> bool {
+        if self.pending_lost != 0 {
+            self.flush_lost();
+        }
+        let string_bytes: usize = strings.iter().map(|s| s.len()).sum();
+        let total = record_words(words.len() + string_words(string_bytes)) as u64;
+        let slot = self.head & self.mask;
+        let pad = if slot + total > self.cap {
+            self.cap - slot
+        } else {
+            0
+        };
+        // Records other than events are never dropped: the events that
+        // follow depend on them. They wait for room whatever the policy.
+        if self.free() < pad + total && !self.reserve_waiting(pad + total) {
+            return false;
+        }
+        if pad > 0 {
+            // SAFETY: the pad occupies [slot, cap), reserved above.
+            unsafe { *self.data.add(slot as usize) = RecordHeader::new(Kind::Pad, pad as u32, 0).0 };
+            self.publish(pad);
+        }
+        let slot = (self.head & self.mask) as usize;
+        // SAFETY: `total` words from `slot` are reserved and, after the pad,
+        // contiguous (slot + total <= cap).
+        unsafe {
+            let base = self.data.add(slot);
+            ptr::write_bytes(base, 0, total as usize);
+            *base = RecordHeader::new(kind, total as u32, arg).0;
+            for (i, w) in words.iter().enumerate() {
+                *base.add(1 + i) = *w;
+            }
+            let mut bytes = base.add(1 + words.len()).cast::<u8>();
+            for s in strings {
+                ptr::copy_nonoverlapping(s.as_ptr(), bytes, s.len());
+                bytes = bytes.add(s.len());
+            }
+        }
+        self.publish(total);
+        true
+    }
+
+    /// Makes sure `words` words are free; false if the event must be
+    /// skipped (dropped, or the capture was abandoned).
+    #[inline(always)]
+    fn reserve(&mut self, words: u64) -> bool {
+        if self.free() >= words {
+            return true;
+        }
+        self.reserve_slow(words)
+    }
+
+    #[inline(always)]
+    fn free(&self) -> u64 {
+        self.cap
+            .saturating_sub(self.head.wrapping_sub(self.cached_tail))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reserve_slow(&mut self, words: u64) -> bool {
+        if self.abandoned {
+            return false;
+        }
+        self.cached_tail = self.header().tail.load(Acquire);
+        if self.free() >= words {
+            return true;
+        }
+        match self.policy {
+            FullPolicy::Drop => {
+                self.pending_lost += 1;
+                self.header().dropped.fetch_add(1, Relaxed);
+                false
+            }
+            FullPolicy::Wait => self.wait_for(words).is_ok(),
+        }
+    }
+
+    #[cold]
+    fn reserve_waiting(&mut self, words: u64) -> bool {
+        if self.abandoned {
+            return false;
+        }
+        self.cached_tail = self.header().tail.load(Acquire);
+        self.free() >= words || self.wait_for(words).is_ok()
+    }
+
+    /// Writes the Lost record owed for events dropped since the last one
+    /// that got through. Only called when `pending_lost > 0`.
+    #[cold]
+    fn flush_lost(&mut self) {
+        self.cached_tail = self.header().tail.load(Acquire);
+        if self.free() < 2 {
+            return;
+        }
+        let slot = self.head & self.mask;
+        // SAFETY: two words are free at an even slot, and slot + 2 <= cap
+        // because every record is an even number of words.
+        unsafe {
+            *self.data.add(slot as usize) = RecordHeader::new(Kind::Lost, 2, 0).0;
+            *self.data.add(slot as usize + 1) = self.pending_lost;
+        }
+        self.publish(2);
+        self.pending_lost = 0;
+    }
+
+    /// Waits until `need` words are free. Gives up, abandoning the capture,
+    /// if the reader shows no sign of life for [`READER_TIMEOUT_NS`].
+    fn wait_for(&mut self, need: u64) -> Result<(), Refusal> {
+        let start = monotonic_ns();
+        let mut spins = 0u32;
+        loop {
+            self.cached_tail = self.header().tail.load(Acquire);
+            if self.free() >= need {
+                let h = self.header();
+                h.waits.fetch_add(1, Relaxed);
+                h.wait_ns.fetch_add(monotonic_ns().saturating_sub(start), Relaxed);
+                return Ok(());
+            }
+            let now = monotonic_ns();
+            let alive = self.header().heartbeat_ns.load(Relaxed).max(start);
+            if now.saturating_sub(alive) > READER_TIMEOUT_NS {
+                self.abandon();
+                return Err(Refusal::Abandoned);
+            }
+            spins += 1;
+            if spins < 64 {
+                core::hint::spin_loop();
+            } else {
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000,
+                };
+                // SAFETY: plain sleep; EINTR just shortens it.
+                unsafe { libc::nanosleep(&ts, ptr::null_mut()) };
+            }
+        }
+    }
+
+    /// Stops writing for good because the reader is gone.
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
+        self.header().shim_state.store(state::ABANDONED, Release);
+    }
+
+    #[inline(always)]
+    fn publish(&mut self, words: u64) {
+        self.head = self.head.wrapping_add(words);
+        self.header().head.store(self.head, Release);
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `open`; nothing refers to it
+        // once the writer is gone.
+        unsafe { libc::munmap(self.header.cast(), self.map_len) };
+    }
+}
+
+/// Cuts a string to [`MAX_STRING_BYTES`] at a UTF-8 character boundary.
+fn clip(s: &[u8]) -> &[u8] {
+    if s.len() <= MAX_STRING_BYTES {
+        return s;
+    }
+    let mut end = MAX_STRING_BYTES;
+    while end > 0 && (s[end] & 0xc0) == 0x80 {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_char_boundaries() {
+        let s = "é".repeat(MAX_STRING_BYTES);
+        let c = clip(s.as_bytes());
+        assert!(c.len() <= MAX_STRING_BYTES);
+        assert!(core::str::from_utf8(c).is_ok());
+        assert_eq!(clip(b"abc"), b"abc");
+    }
+}
