@@ -1,0 +1,110 @@
+//! `rprof run`: starts a script or module under the shim, the way
+//! `python -m cProfile` runs it.
+//!
+//! The interpreter is started with a small bootstrap (`-c`) that loads the
+//! shim with `ctypes.PyDLL` (so the GIL is held while it installs its
+//! hooks), sets `sys.argv` and `sys.path[0]` as Python itself would for
+//! the script or module, compiles it, starts the capture and `exec`s it,
+//! and stops the capture in a `finally`. The profiled part is thus shaped
+//! exactly like cProfile's: a call to `builtins.exec` running the script's
+//! `<module>` (or, with `-m`, `runpy.run_module` called from `<string>`).
+
+use crate::ControllerError;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A script file.
+    Script(PathBuf),
+    /// A module, as with `python -m`.
+    Module(String),
+}
+
+/// Everything needed to start the target.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The interpreter.
+    pub python: OsString,
+    /// The script or module.
+    pub target: Target,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+}
+
+/// Exit status the bootstrap uses when the shim cannot start.
+pub const SHIM_FAILED_EXIT: i32 = 121;
+
+const BOOTSTRAP: &str = r#"
+import sys
+def _rprof_main():
+    import ctypes, os
+    shim, ring, mode, target = sys.argv[1:5]
+    args = sys.argv[5:]
+    lib = ctypes.PyDLL(shim)
+    start, stop, last_error = lib.rprof_start, lib.rprof_stop, lib.rprof_last_error
+    if mode == "module":
+        import runpy
+        sys.argv[:] = [target] + args
+        sys.path[0] = os.getcwd()
+        code = compile("run_module(modname, run_name='__main__', alter_sys=True)", "<string>", "exec")
+        globs = {"run_module": runpy.run_module, "modname": target}
+    else:
+        import io, types
+        sys.argv[:] = [target] + args
+        sys.path[0] = os.path.dirname(os.path.realpath(target))
+        with io.open_code(target) as f:
+            code = compile(f.read(), target, "exec")
+        main = types.ModuleType("__main__")
+        main.__file__ = target
+        main.__cached__ = None
+        main.__package__ = None
+        main.__loader__ = None
+        main.__spec__ = None
+        sys.modules["__main__"] = main
+        globs = main.__dict__
+    if start(os.fsencode(ring)) != 0:
+        buf = ctypes.create_string_buffer(256)
+        last_error(buf, 256)
+        sys.stderr.write("rprof: the profiler could not start: %s\n" % buf.value.decode("utf-8", "replace"))
+        sys.stderr.flush()
+        os._exit(SHIM_FAILED_EXIT)
+    try:
+        exec(code, globs)
+    finally:
+        stop()
+_rprof_main()
+"#;
+
+impl Launch {
+    /// Starts the interpreter on the target with the shim at `shim`
+    /// recording into the ring at `ring`.
+    pub fn spawn(&self, shim: &Path, ring: &Path) -> Result<Child, ControllerError> {
+        let (mode, target): (&str, OsString) = match &self.target {
+            Target::Script(p) => {
+                std::fs::File::open(p).map_err(|e| ControllerError::Script {
+                    path: p.display().to_string(),
+                    source: e,
+                })?;
+                ("script", p.clone().into_os_string())
+            }
+            Target::Module(m) => ("module", m.into()),
+        };
+        let code = BOOTSTRAP.replace("SHIM_FAILED_EXIT", &SHIM_FAILED_EXIT.to_string());
+        Command::new(&self.python)
+            .arg("-c")
+            .arg(code)
+            .arg(shim)
+            .arg(ring)
+            .arg(mode)
+            .arg(target)
+            .args(&self.args)
+            .spawn()
+            .map_err(|e| ControllerError::Python {
+                python: self.python.to_string_lossy().into_owned(),
+                source: e,
+            })
+    }
+}

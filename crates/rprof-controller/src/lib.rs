@@ -1,0 +1,47 @@
+//! The controller: everything about getting rprof's shim into a CPython
+//! process and the capture started there.
+//!
+//! * [`shim`] carries the shim library (built from `injector/` by this
+//!   crate's build script) and writes it into a private working directory.
+//! * [`launch`] starts a script or module under the shim, as
+//!   `python -m cProfile` would run it (`rprof run`).
+//!
+//! Attaching to a running process by PID builds on the same pieces.
+#![deny(missing_docs)]
+
+pub mod launch;
+pub mod shim;
+pub mod signals;
+
+pub use launch::{Launch, Target};
+pub use shim::Workdir;
+
+/// Errors of the controller, each saying what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    /// The working directory or a file in it could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The script to run does not exist or cannot be read.
+    #[error("cannot read the script {path}: {source}")]
+    Script {
+        /// The script as given.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The interpreter could not be started.
+    #[error("cannot start the Python interpreter {python:?}: {source} (pass --python PATH to choose another)")]
+    Python {
+        /// The interpreter as given.
+        python: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,445 @@
+//! The reader: drains rprof's shared-memory ring into exact statistics.
+//!
+//! [`Ring`] creates and maps the ring file, [`decode`] turns its words into
+//! records (treating them as untrusted), and [`Session`] runs the two
+//! against an [`Aggregator`](rprof_stats::Aggregator), keeping count of
+//! everything that did not go as it should: dropped events, events for
+//! unknown functions, time the target spent waiting for room.
+//!
+//! ```no_run
+//! use rprof_reader::{Ring, RingConfig, Session};
+//! # fn main() -> Result<(), rprof_reader::ReaderError> {
+//! let ring = Ring::create("/dev/shm/rprof-demo".as_ref(), RingConfig {
+//!     bytes: 32 << 20,
+//!     clock: rprof_reader::clock::preferred(),
+//!     hook: rprof_abi::Hook::Auto,
+//!     full_policy: rprof_abi::FullPolicy::Wait,
+//! })?;
+//! let mut session = Session::new(ring);
+//! // ... the target loads the shim and records ...
+//! while !session.stopped() {
+//!     session.drain()?;
+//! }
+//! let capture = session.finish();
+//! println!("{} events", capture.summary.events);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod decode;
+mod shm;
+
+pub use shm::{Ring, RingConfig};
+
+use decode::{decode, Record};
+use rprof_abi::{state, Clock, Hook, Kind};
+use rprof_stats::{Aggregator, FuncId, Function, Profile};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+
+/// Errors of the reader.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReaderError {
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The ring holds something no honest shim writes. The capture cannot
+    /// be trusted; rprof stops reading.
+    #[error("the shared-memory ring is corrupt ({0}); the capture was abandoned")]
+    Corrupt(String),
+}
+
+impl ReaderError {
+    pub(crate) fn io(what: String, source: std::io::Error) -> Self {
+        ReaderError::Io { what, source }
+    }
+}
+
+/// Highest function id the reader accepts; more would mean a runaway or
+/// hostile shim.
+const MAX_FUNCTION_ID: u32 = 1 << 24;
+const UNDEFINED: FuncId = FuncId::MAX;
+
+/// What happened during a capture, besides the statistics.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// The target's `(major, minor, micro)`.
+    pub python_version: Option<(u8, u8, u8)>,
+    /// The hook the shim installed.
+    pub hook: Option<Hook>,
+    /// The clock the shim used.
+    pub clock: Option<Clock>,
+    /// Thread states that existed when the capture started.
+    pub threads_at_start: u32,
+    /// Events recorded.
+    pub events: u64,
+    /// Events the shim could not record (ring full with the drop policy).
+    pub dropped: u64,
+    /// Events naming a function id that was never defined (corruption).
+    pub invalid_events: u64,
+    /// How many times the target waited for ring space.
+    pub waits: u64,
+    /// How long, in total, the target waited for ring space.
+    pub wait_seconds: f64,
+    /// From the first to the last recorded moment.
+    pub duration_seconds: f64,
+    /// Whether the shim wrote its end-of-capture record.
+    pub stopped_cleanly: bool,
+    /// Whether the shim gave up because the reader went silent.
+    pub abandoned: bool,
+    /// Why the shim failed to start, if it did.
+    pub shim_error: Option<String>,
+    /// Why reading stopped early, if it did.
+    pub corrupt: Option<String>,
+}
+
+impl Summary {
+    /// True when the statistics are complete: nothing dropped, nothing
+    /// corrupt, nothing abandoned.
+    pub fn is_exact(&self) -> bool {
+        self.dropped == 0 && self.invalid_events == 0 && self.corrupt.is_none() && !self.abandoned
+    }
+}
+
+/// A capture's result.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// The statistics.
+    pub profile: Profile,
+    /// What happened.
+    pub summary: Summary,
+}
+
+/// Drains one ring into one [`Aggregator`].
+pub struct Session {
+    ring: Ring,
+    tail: u64,
+    buf: Vec<u64>,
+    funcs: Vec<FuncId>,
+    agg: Aggregator,
+    calibration: clock::Sample,
+    first_ts: Option<u64>,
+    last_ts: u64,
+    stop_ts: Option<u64>,
+    events: u64,
+    invalid_events: u64,
+    lost: u64,
+    corrupt: Option<String>,
+}
+
+impl Session {
+    /// Starts reading `ring`; call this before the shim starts, so that the
+    /// clock calibration spans the whole capture.
+    pub fn new(ring: Ring) -> Session {
+        Session {
+            ring,
+            tail: 0,
+            buf: Vec::new(),
+            funcs: Vec::new(),
+            agg: Aggregator::new(),
+            calibration: clock::Sample::now(),
+            first_ts: None,
+            last_ts: 0,
+            stop_ts: None,
+            events: 0,
+            invalid_events: 0,
+            lost: 0,
+            corrupt: None,
+        }
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Whether the shim has ended the capture (normally or not) and every
+    /// record it wrote has been read.
+    pub fn stopped(&self) -> bool {
+        if self.stop_ts.is_some() || self.corrupt.is_some() {
+            return true;
+        }
+        let h = self.ring.header();
+        let st = h.shim_state.load(Acquire);
+        (st == state::ABANDONED || st == state::FAILED) && h.head.load(Acquire) == self.tail
+    }
+
+    /// The shim's state (see [`rprof_abi::state`]).
+    pub fn shim_state(&self) -> u32 {
+        self.ring.header().shim_state.load(Acquire)
+    }
+
+    /// Reads and aggregates everything the shim has published. Returns the
+    /// number of words read.
+    pub fn drain(&mut self) -> Result<usize, ReaderError> {
+        self.ring.heartbeat();
+        if self.stop_ts.is_some() || self.corrupt.is_some() {
+            return Ok(0);
+        }
+        let before = self.buf.len();
+        let cap = self.ring.capacity() as usize;
+        let tail = match self.ring.copy_out(self.tail, cap, &mut self.buf) {
+            Ok(t) => t,
+            Err(e) => {
+                self.corrupt = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        // Everything is copied: the producer may reuse the space at once.
+        self.ring.release(tail);
+        self.tail = tail;
+        let read = self.buf.len() - before;
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.process(&buf);
+        self.buf = buf;
+        match result {
+            Ok(used) => {
+                self.buf.drain(..used);
+                if self.buf.len() > cap {
+                    let e = ReaderError::Corrupt("a record longer than the ring".into());
+                    self.corrupt = Some(e.to_string());
+                    return Err(e);
+                }
+                Ok(read)
+            }
+            Err(e) => {
+                self.corrupt = Some(e.to_string());
+                self.buf.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies every complete record in `words`; returns how many words
+    /// were used.
+    fn process(&mut self, words: &[u64]) -> Result<usize, ReaderError> {
+        let mut i = 0;
+        while i < words.len() {
+            if self.stop_ts.is_some() {
+                // Nothing an honest shim writes follows Stop.
+                return Ok(words.len());
+            }
+            let h = words[i];
+            let kind = h as u8;
+            // Hot path: a two-word event.
+            if (1..=5).contains(&kind) && (h >> 8) & 0xff_ffff == 2 {
+                let Some(&ts) = words.get(i + 1) else {
+                    break;
+                };
+                let id = (h >> 32) as usize;
+                match self.funcs.get(id) {
+                    Some(&f) if f != UNDEFINED => {
+                        if kind == Kind::Call as u8 || kind == Kind::CCall as u8 {
+                            self.agg.enter(f, ts);
+                        } else {
+                            self.agg.leave(f, ts);
+                        }
+                    }
+                    _ => self.invalid_events += 1,
+                }
+                self.events += 1;
+                if ts > self.last_ts {
+                    self.last_ts = ts;
+                }
+                if self.first_ts.is_none() {
+                    self.first_ts = Some(ts);
+                }
+                i += 2;
+                continue;
+            }
+            match decode(&words[i..]) {
+                Ok(None) => break,
+                Ok(Some((record, n))) => {
+                    self.apply(record)?;
+                    i += n;
+                }
+                Err(e) => return Err(ReaderError::Corrupt(e.to_string())),
+            }
+        }
+        Ok(i)
+    }
+
+    fn apply(&mut self, record: Record) -> Result<(), ReaderError> {
+        match record {
+            Record::Event { .. } | Record::Pad => {}
+            Record::DefPython { id, file, line, name } => {
+                self.define(id, Function::python(file, line, name))?;
+            }
+            Record::DefBuiltin { id, label } => self.define(id, Function::builtin(label))?,
+            Record::Thread { tid } => self.agg.switch_thread(tid),
+            Record::Lost { count } => self.lost = self.lost.saturating_add(count),
+            Record::Start { ts } => {
+                self.first_ts.get_or_insert(ts);
+                self.last_ts = self.last_ts.max(ts);
+            }
+            Record::Stop { ts } => {
+                self.last_ts = self.last_ts.max(ts);
+                self.stop_ts = Some(self.last_ts);
+            }
+        }
+        Ok(())
+    }
+
+    fn define(&mut self, id: u32, func: Function) -> Result<(), ReaderError> {
+        if id >= MAX_FUNCTION_ID {
+            return Err(ReaderError::Corrupt(format!("function id {id} out of range")));
+        }
+        let f = self.agg.intern(func);
+        let i = id as usize;
+        if i >= self.funcs.len() {
+            self.funcs.resize(i + 1, UNDEFINED);
+        }
+        self.funcs[i] = f;
+        Ok(())
+    }
+
+    /// Ends the capture: frames still open are closed at the last recorded
+    /// moment, as cProfile's `disable()` closes them.
+    pub fn finish(mut self) -> Capture {
+        let h = self.ring.header();
+        let clock = Clock::from_u32(h.clock_used.load(Relaxed));
+        let spt = clock::seconds_per_tick(clock.unwrap_or(Clock::Monotonic), self.calibration);
+        self.agg.set_tick_seconds(spt);
+        let end = self.stop_ts.unwrap_or(self.last_ts);
+        let v = h.python_version.load(Relaxed);
+        let st = h.shim_state.load(Acquire);
+        let error = String::from_utf8_lossy(h.error_message()).into_owned();
+        let summary = Summary {
+            python_version: (v != 0).then_some(((v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8)),
+            hook: Hook::from_u32(h.hook_used.load(Relaxed)).filter(|_| v != 0),
+            clock,
+            threads_at_start: h.threads_hooked.load(Relaxed),
+            events: self.events,
+            dropped: h.dropped.load(Relaxed).max(self.lost),
+            invalid_events: self.invalid_events,
+            waits: h.waits.load(Relaxed),
+            wait_seconds: h.wait_ns.load(Relaxed) as f64 * 1e-9,
+            duration_seconds: end.saturating_sub(self.first_ts.unwrap_or(end)) as f64 * spt,
+            stopped_cleanly: self.stop_ts.is_some(),
+            abandoned: st == state::ABANDONED,
+            shim_error: (st == state::FAILED).then_some(error),
+            corrupt: self.corrupt,
+        };
+        Capture {
+            profile: self.agg.finish(end),
+            summary,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use decode::encode;
+    use rprof_abi::FullPolicy;
+    use std::sync::atomic::Ordering::Release;
+
+    fn ring(dir: &tempfile::TempDir) -> Ring {
+        Ring::create(
+            &dir.path().join("ring"),
+            RingConfig {
+                bytes: 1 << 15,
+                clock: Clock::Monotonic,
+                hook: Hook::Auto,
+                full_policy: FullPolicy::Wait,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Plays the shim: writes `words` into the ring at `head` (no wrap).
+    fn publish(s: &Session, at: u64, words: &[u64]) -> u64 {
+        let mut file = std::fs::read(s.ring().path()).unwrap();
+        for (i, w) in words.iter().enumerate() {
+            let off = rprof_abi::HEADER_BYTES + ((at as usize + i) % s.ring().capacity() as usize) * 8;
+            file[off..off + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        // Write through the shared mapping rather than the file, as the
+        // shim does: reopen and map.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.ring().path())
+            .unwrap();
+        let mut m = unsafe_map(&f);
+        m[rprof_abi::HEADER_BYTES..].copy_from_slice(&file[rprof_abi::HEADER_BYTES..]);
+        let head = at + words.len() as u64;
+        s.ring().header().head.store(head, Release);
+        head
+    }
+
+    fn unsafe_map(f: &std::fs::File) -> memmap2::MmapMut {
+        // SAFETY: a test-private file; the session's own mapping only copies.
+        unsafe { memmap2::MmapMut::map_mut(f) }.unwrap()
+    }
+
+    #[test]
+    fn session_aggregates_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session::new(ring(&dir));
+        let mut w = Vec::new();
+        encode::word(&mut w, Kind::Start, 100);
+        encode::word(&mut w, Kind::Thread, 7);
+        encode::def_python(&mut w, 0, "app.py", 3, "main");
+        encode::event(&mut w, Kind::Call, 0, 100);
+        encode::def_builtin(&mut w, 1, "<built-in method builtins.len>");
+        encode::event(&mut w, Kind::CCall, 1, 110);
+        encode::event(&mut w, Kind::CReturn, 1, 120);
+        encode::event(&mut w, Kind::Return, 0, 200);
+        encode::event(&mut w, Kind::Call, 0, 300); // left open: flushed
+        encode::word(&mut w, Kind::Stop, 400);
+        publish(&s, 0, &w);
+        assert_eq!(s.drain().unwrap(), w.len());
+        assert!(s.stopped());
+        let c = s.finish();
+        assert!(c.summary.stopped_cleanly);
+        assert_eq!(c.summary.events, 5);
+        let main = c.profile.get(&Function::python("app.py", 3, "main")).unwrap();
+        assert_eq!(main.totals.ncalls, 2);
+        assert!((main.totals.cumtime - 200e-9).abs() < 1e-15);
+        let len = c
+            .profile
+            .get(&Function::builtin("<built-in method builtins.len>"))
+            .unwrap();
+        assert_eq!(len.totals.ncalls, 1);
+        assert_eq!(len.callers.len(), 1);
+    }
+
+    #[test]
+    fn partial_records_wait_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session::new(ring(&dir));
+        let mut w = Vec::new();
+        encode::def_python(&mut w, 0, "a_long_file_name.py", 3, "a_long_function_name");
+        encode::event(&mut w, Kind::Call, 0, 1);
+        let cut = 3;
+        let head = publish(&s, 0, &w[..cut]);
+        s.drain().unwrap();
+        publish(&s, head, &w[cut..]);
+        s.drain().unwrap();
+        assert_eq!(s.events, 1);
+        assert_eq!(s.invalid_events, 0);
+    }
+
+    #[test]
+    fn garbage_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session::new(ring(&dir));
+        let mut w = Vec::new();
+        encode::event(&mut w, Kind::Call, 99, 1); // never defined
+        w.extend_from_slice(&[0xee, 0]); // unknown kind
+        publish(&s, 0, &w);
+        assert!(matches!(s.drain(), Err(ReaderError::Corrupt(_))));
+        assert!(s.stopped());
+        let c = s.finish();
+        assert_eq!(c.summary.invalid_events, 1);
+        assert!(c.summary.corrupt.is_some());
+        assert!(!c.summary.is_exact());
+    }
+}

@@ -1,0 +1,148 @@
+//! The command line, parsed with clap and turned straight into plain
+//! settings, so nothing past this module sees clap.
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use rprof_format::SortKey;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Exact, cProfile-compatible profiles of CPython processes.
+#[derive(Parser, Debug)]
+#[command(name = "rprof", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a Python script or module under the profiler, like `python -m cProfile`.
+    #[command(arg_required_else_help = true)]
+    Run(RunArgs),
+}
+
+/// Options every capture shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Write the profile to FILE (pstats format, readable by `python -m pstats`)
+    /// instead of printing a table.
+    #[arg(short = 'o', long = "outfile", value_name = "FILE")]
+    pub outfile: Option<PathBuf>,
+
+    /// Sort the printed table by KEY (any pstats sort key; repeat for ties).
+    #[arg(short = 's', long = "sort", value_name = "KEY")]
+    pub sort: Vec<String>,
+
+    /// Which CPython hook to use: `monitoring` (3.12+) or `setprofile`; `auto`
+    /// picks `monitoring` where it exists.
+    #[arg(long, value_enum, default_value_t = HookArg::Auto)]
+    pub hook: HookArg,
+
+    /// Size of the shared-memory ring in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    pub ring_size: usize,
+
+    /// What the target does when the ring is full: `wait` for rprof (exact),
+    /// or `drop` events (counted and reported; the profile is then incomplete).
+    #[arg(long, value_enum, default_value_t = FullArg::Wait)]
+    pub on_full: FullArg,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// The Python interpreter to run.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: OsString,
+
+    /// Run a library module as a script, like `python -m`.
+    #[arg(short = 'm', value_name = "MODULE")]
+    pub module: Option<String>,
+
+    /// The script to run (unless -m is given), then its arguments.
+    #[arg(value_name = "SCRIPT [ARGS]", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub argv: Vec<OsString>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookArg {
+    Auto,
+    Setprofile,
+    Monitoring,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullArg {
+    Wait,
+    Drop,
+}
+
+/// Where and how to write the result.
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    pub outfile: Option<PathBuf>,
+    pub sort: Vec<SortKey>,
+}
+
+/// Ring and hook settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureConfig {
+    pub hook: rprof_abi::Hook,
+    pub ring_bytes: usize,
+    pub full_policy: rprof_abi::FullPolicy,
+}
+
+impl OutputArgs {
+    pub fn output_config(&self) -> Result<OutputConfig> {
+        let sort = self
+            .sort
+            .iter()
+            .map(|s| SortKey::parse(s).map_err(anyhow::Error::from))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(OutputConfig {
+            outfile: self.outfile.clone(),
+            sort,
+        })
+    }
+
+    pub fn capture_config(&self) -> Result<CaptureConfig> {
+        if self.ring_size == 0 || self.ring_size > 4096 {
+            bail!("--ring-size must be between 1 and 4096 MiB");
+        }
+        Ok(CaptureConfig {
+            hook: match self.hook {
+                HookArg::Auto => rprof_abi::Hook::Auto,
+                HookArg::Setprofile => rprof_abi::Hook::SetProfile,
+                HookArg::Monitoring => rprof_abi::Hook::Monitoring,
+            },
+            ring_bytes: self.ring_size << 20,
+            full_policy: match self.on_full {
+                FullArg::Wait => rprof_abi::FullPolicy::Wait,
+                FullArg::Drop => rprof_abi::FullPolicy::Drop,
+            },
+        })
+    }
+}
+
+impl RunArgs {
+    pub fn launch(&self) -> Result<rprof_controller::Launch> {
+        let (target, args) = match &self.module {
+            Some(m) => (rprof_controller::Target::Module(m.clone()), self.argv.clone()),
+            None => match self.argv.split_first() {
+                Some((script, rest)) => (
+                    rprof_controller::Target::Script(PathBuf::from(script)),
+                    rest.to_vec(),
+                ),
+                None => bail!("give a script to run, or -m MODULE"),
+            },
+        };
+        Ok(rprof_controller::Launch {
+            python: self.python.clone(),
+            target,
+            args,
+        })
+    }
+}

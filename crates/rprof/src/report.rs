@@ -1,0 +1,84 @@
+//! What rprof prints and writes once a capture ends: the profile (a table
+//! on stdout, or a `.prof` file), a one-line summary on stderr, and the
+//! exit status that says whether the profile is complete.
+
+use crate::cli::OutputConfig;
+use anyhow::{Context, Result};
+use rprof_format::{write_pstats, write_table, TableOptions};
+use rprof_reader::Capture;
+use std::io::Write;
+
+/// rprof itself failed (bad input, the target could not be profiled).
+pub const EXIT_ERROR: u8 = 1;
+/// The capture is incomplete: events were dropped or the ring was corrupt.
+pub const EXIT_INCOMPLETE: u8 = 3;
+
+/// Writes the profile as `config` asks.
+pub fn write_profile(capture: &Capture, config: &OutputConfig) -> Result<()> {
+    match &config.outfile {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            write_pstats(&capture.profile, &mut w)
+                .and_then(|_| w.flush().map_err(Into::into))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            let options = if config.sort.is_empty() {
+                TableOptions::default()
+            } else {
+                TableOptions::sorted_by(config.sort.iter().copied())
+            };
+            let stdout = std::io::stdout();
+            write_table(&capture.profile, &options, stdout.lock()).context("cannot print the table")?;
+        }
+    }
+    Ok(())
+}
+
+/// The summary line, and warnings for anything that makes the profile
+/// incomplete. Returns false if it is incomplete.
+pub fn summarize(capture: &Capture) -> bool {
+    let s = &capture.summary;
+    let version = s
+        .python_version
+        .map(|(a, b, c)| format!("Python {a}.{b}.{c}"))
+        .unwrap_or_else(|| "Python".into());
+    let hook = match s.hook {
+        Some(rprof_abi::Hook::Monitoring) => "sys.monitoring",
+        Some(rprof_abi::Hook::SetProfile) => "setprofile",
+        _ => "no",
+    };
+    let clock = match s.clock {
+        Some(rprof_abi::Clock::Tsc) => "tsc",
+        _ => "monotonic",
+    };
+    eprintln!(
+        "rprof: {} events, {} functions over {:.3} s from {version} ({hook} hook, {clock} clock); target waited {} times for {:.3} s",
+        s.events,
+        capture.profile.functions.len(),
+        s.duration_seconds,
+        s.waits,
+        s.wait_seconds,
+    );
+    if s.dropped > 0 {
+        eprintln!(
+            "rprof: warning: {} events were dropped because the ring was full; the profile is incomplete (use a larger --ring-size, or --on-full wait)",
+            s.dropped
+        );
+    }
+    if s.invalid_events > 0 {
+        eprintln!(
+            "rprof: warning: {} events named unknown functions and were ignored",
+            s.invalid_events
+        );
+    }
+    if let Some(c) = &s.corrupt {
+        eprintln!("rprof: warning: {c}");
+    }
+    if s.abandoned {
+        eprintln!("rprof: warning: the target stopped recording because rprof did not keep up");
+    }
+    s.is_exact()
+}

@@ -1,0 +1,63 @@
+//! `rprof run`: launch a script under the shim and read its ring until it
+//! exits.
+
+use crate::cli::RunArgs;
+use crate::report;
+use anyhow::{Context, Result};
+use rprof_controller::{launch::SHIM_FAILED_EXIT, signals, Workdir};
+use rprof_reader::{clock, Ring, RingConfig, Session};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let output = args.output.output_config()?;
+    let capture_config = args.output.capture_config()?;
+    let launch = args.launch()?;
+    let workdir = Workdir::new()?;
+    let ring = Ring::create(
+        &workdir.ring(),
+        RingConfig {
+            bytes: capture_config.ring_bytes,
+            clock: clock::preferred(),
+            hook: capture_config.hook,
+            full_policy: capture_config.full_policy,
+        },
+    )?;
+    let mut session = Session::new(ring);
+    signals::catch_interrupts();
+    let mut child = launch.spawn(workdir.shim(), &workdir.ring())?;
+    let status = loop {
+        let read = session.drain().unwrap_or(0);
+        if let Some(sig) = signals::take() {
+            // The terminal sends SIGINT to the whole process group; a
+            // signal sent to rprof alone is passed on.
+            signals::send(child.id(), sig);
+        }
+        if let Some(status) = child.try_wait().context("cannot wait for the target")? {
+            break status;
+        }
+        if read == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    // Everything the target wrote before exiting is in the ring.
+    while session.drain().unwrap_or(0) > 0 {}
+    if status.code() == Some(SHIM_FAILED_EXIT) && !session.stopped() {
+        let capture = session.finish();
+        let why = capture.summary.shim_error.unwrap_or_default();
+        anyhow::bail!("the profiler could not start in the target: {why}");
+    }
+    let capture = session.finish();
+    report::write_profile(&capture, &output)?;
+    let exact = report::summarize(&capture);
+    drop(workdir);
+    if !exact {
+        return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
+    }
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code.clamp(0, 255) as u8),
+        (None, Some(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+        _ => ExitCode::FAILURE,
+    })
+}
