@@ -1,0 +1,135 @@
+//! The differential suite: every workload in `tests/workloads/` under
+//! `rprof run` and under a reference profiler on every interpreter found,
+//! compared by `tests/differential/compare.py` (keys, call counts, primitive
+//! counts and caller edges must be identical; rprof's times consistent).
+//!
+//! The reference is cProfile itself, except for threaded workloads: cProfile
+//! before 3.12 sees only the main thread, and from 3.12 on pushes every
+//! thread onto one stack (CPython PR #138229), so its recursion and caller
+//! counts are wrong for threads. Those are compared with
+//! `tests/differential/reference.py`, a per-thread replica of `_lsprof.c`
+//! built on the same hook as the one under test.
+
+use crate::util::{self, describe, run, Python, Workload};
+use std::path::Path;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hook {
+    SetProfile,
+    Monitoring,
+}
+
+impl Hook {
+    fn arg(self) -> &'static str {
+        match self {
+            Hook::SetProfile => "setprofile",
+            Hook::Monitoring => "monitoring",
+        }
+    }
+}
+
+/// Runs one workload on one interpreter; returns a failure message.
+fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
+    let case = format!("{} on Python {} with --hook {}", w.name(), py.label(), hook.arg());
+    // Plain run: warms the bytecode cache and gives the expected output.
+    let plain = run(py.command().arg(&w.path).args(&w.args));
+    if plain.status.code() != Some(w.exit) {
+        return Some(format!("{case}: the workload itself failed: {}", describe(&plain)));
+    }
+    let ours = dir.join(format!("{}-{}-rprof.prof", w.name(), hook.arg()));
+    let out = run(util::rprof()
+        .args(["run", "--hook", hook.arg(), "--python"])
+        .arg(&py.path)
+        .arg("-o")
+        .arg(&ours)
+        .arg(&w.path)
+        .args(&w.args));
+    if out.status.code() != Some(w.exit) {
+        return Some(format!(
+            "{case}: rprof exited {:?}, the workload exits {}: {}",
+            out.status.code(),
+            w.exit,
+            describe(&out)
+        ));
+    }
+    if out.stdout != plain.stdout {
+        return Some(format!(
+            "{case}: the workload's output changed under rprof:\n--- plain\n{}\n--- under rprof\n{}",
+            String::from_utf8_lossy(&plain.stdout),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let reference = dir.join(format!("{}-{}-reference.prof", w.name(), hook.arg()));
+    let differential = util::root().join("tests/differential");
+    let refrun = if w.threaded {
+        run(py
+            .command()
+            .arg(differential.join("reference.py"))
+            .args(["--hook", hook.arg(), "-o"])
+            .arg(&reference)
+            .arg(&w.path)
+            .args(&w.args))
+    } else {
+        run(py
+            .command()
+            .args(["-m", "cProfile", "-o"])
+            .arg(&reference)
+            .arg(&w.path)
+            .args(&w.args))
+    };
+    if !reference.exists() {
+        return Some(format!("{case}: the reference profiler failed: {}", describe(&refrun)));
+    }
+    let mut cmp = py.command();
+    cmp.arg(differential.join("compare.py"))
+        .arg("--workload")
+        .arg(&w.path);
+    if w.threaded {
+        cmp.arg("--threaded");
+    }
+    let cmp = run(cmp.arg(&ours).arg(&reference));
+    if !cmp.status.success() {
+        return Some(format!("{case}: differs from the reference:\n{}", describe(&cmp)));
+    }
+    None
+}
+
+fn suite(hook: Hook) {
+    let dir = tempfile::tempdir().unwrap();
+    let workloads = util::workloads();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for py in util::interpreters() {
+        if hook == Hook::Monitoring && !py.at_least(3, 12) {
+            eprintln!("skipping --hook monitoring on Python {}: needs 3.12+", py.label());
+            continue;
+        }
+        for w in &workloads {
+            if !w.runs_on(py) {
+                eprintln!("skipping {} on Python {}: needs a newer Python", w.name(), py.label());
+                continue;
+            }
+            ran += 1;
+            if let Some(f) = check(py, w, hook, dir.path()) {
+                eprintln!("FAIL {f}");
+                failures.push(f);
+            }
+        }
+    }
+    eprintln!("{ran} cases, {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {ran} cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn setprofile_hook_matches_cprofile() {
+    suite(Hook::SetProfile);
+}
+
+#[test]
+fn monitoring_hook_matches_cprofile() {
+    if !util::interpreters().iter().any(|p| p.at_least(3, 12)) {
+        eprintln!("skipping: no Python 3.12+ found for the monitoring hook");
+        return;
+    }
+    suite(Hook::Monitoring);
+}
