@@ -40,7 +40,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("cannot run cargo to build the injector shim");
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the injector shim");
     assert!(status.success(), "building the injector shim failed");
     let built = target_dir.join("release/librprof_injector.so");
     std::fs::copy(&built, out.join("librprof_injector.so")).expect("cannot copy the built shim");

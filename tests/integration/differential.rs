@@ -30,11 +30,19 @@ impl Hook {
 
 /// Runs one workload on one interpreter; returns a failure message.
 fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
-    let case = format!("{} on Python {} with --hook {}", w.name(), py.label(), hook.arg());
+    let case = format!(
+        "{} on Python {} with --hook {}",
+        w.name(),
+        py.label(),
+        hook.arg()
+    );
     // Plain run: warms the bytecode cache and gives the expected output.
     let plain = run(py.command().arg(&w.path).args(&w.args));
     if plain.status.code() != Some(w.exit) {
-        return Some(format!("{case}: the workload itself failed: {}", describe(&plain)));
+        return Some(format!(
+            "{case}: the workload itself failed: {}",
+            describe(&plain)
+        ));
     }
     let ours = dir.join(format!("{}-{}-rprof.prof", w.name(), hook.arg()));
     let out = run(util::rprof()
@@ -59,6 +67,9 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
             String::from_utf8_lossy(&out.stdout)
         ));
     }
+    if let Some(f) = timing_consistent(&ours, w.threaded) {
+        return Some(format!("{case}: {f}"));
+    }
     let reference = dir.join(format!("{}-{}-reference.prof", w.name(), hook.arg()));
     let differential = util::root().join("tests/differential");
     let refrun = if w.threaded {
@@ -78,7 +89,10 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
             .args(&w.args))
     };
     if !reference.exists() {
-        return Some(format!("{case}: the reference profiler failed: {}", describe(&refrun)));
+        return Some(format!(
+            "{case}: the reference profiler failed: {}",
+            describe(&refrun)
+        ));
     }
     let mut cmp = py.command();
     cmp.arg(differential.join("compare.py"))
@@ -89,7 +103,45 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
     }
     let cmp = run(cmp.arg(&ours).arg(&reference));
     if !cmp.status.success() {
-        return Some(format!("{case}: differs from the reference:\n{}", describe(&cmp)));
+        return Some(format!(
+            "{case}: differs from the reference:\n{}",
+            describe(&cmp)
+        ));
+    }
+    None
+}
+
+/// Times must add up: no function's own time exceeds its cumulative time,
+/// and (single-threaded) the outermost call's cumulative time is the sum of
+/// every function's own time, to within a few percent.
+fn timing_consistent(prof: &Path, threaded: bool) -> Option<String> {
+    let bytes = std::fs::read(prof).ok()?;
+    let profile = match rprof_format::read_pstats(&bytes) {
+        Ok(p) => p,
+        Err(e) => return Some(format!("cannot read rprof's own .prof: {e}")),
+    };
+    for f in &profile.functions {
+        let t = f.totals;
+        if t.tottime < 0.0 || t.tottime > t.cumtime * (1.0 + 1e-9) + 1e-9 {
+            return Some(format!(
+                "{:?}: tottime {} > cumtime {}",
+                f.func, t.tottime, t.cumtime
+            ));
+        }
+    }
+    if threaded {
+        return None;
+    }
+    let total = profile.total_time();
+    let top = profile
+        .functions
+        .iter()
+        .map(|f| f.totals.cumtime)
+        .fold(0.0, f64::max);
+    if (total - top).abs() > 0.03 * top + 1e-4 {
+        return Some(format!(
+            "the sum of tottime ({total:.6} s) differs from the outermost cumtime ({top:.6} s) by more than 3%"
+        ));
     }
     None
 }
@@ -101,12 +153,19 @@ fn suite(hook: Hook) {
     let mut ran = 0;
     for py in util::interpreters() {
         if hook == Hook::Monitoring && !py.at_least(3, 12) {
-            eprintln!("skipping --hook monitoring on Python {}: needs 3.12+", py.label());
+            eprintln!(
+                "skipping --hook monitoring on Python {}: needs 3.12+",
+                py.label()
+            );
             continue;
         }
         for w in &workloads {
             if !w.runs_on(py) {
-                eprintln!("skipping {} on Python {}: needs a newer Python", w.name(), py.label());
+                eprintln!(
+                    "skipping {} on Python {}: needs a newer Python",
+                    w.name(),
+                    py.label()
+                );
                 continue;
             }
             ran += 1;
@@ -117,7 +176,12 @@ fn suite(hook: Hook) {
         }
     }
     eprintln!("{ran} cases, {} failed", failures.len());
-    assert!(failures.is_empty(), "{} of {ran} cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]

@@ -32,7 +32,10 @@ impl Python {
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The rprof binary under test.
@@ -63,7 +66,10 @@ fn version_of(path: &Path) -> Option<(u32, u32, u32)> {
         return None;
     }
     let s = String::from_utf8(out.stdout).ok()?;
-    let v: Vec<u32> = s.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    let v: Vec<u32> = s
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     (v.len() == 3).then(|| (v[0], v[1], v[2]))
 }
 
@@ -147,7 +153,11 @@ pub struct Workload {
 
 impl Workload {
     pub fn name(&self) -> String {
-        self.path.file_name().unwrap().to_string_lossy().into_owned()
+        self.path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
     }
 
     pub fn runs_on(&self, py: &Python) -> bool {
@@ -192,7 +202,11 @@ pub fn workloads() -> Vec<Workload> {
         out.push(w);
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
-    assert!(out.len() >= 15, "the differential corpus has only {} workloads", out.len());
+    assert!(
+        out.len() >= 15,
+        "the differential corpus has only {} workloads",
+        out.len()
+    );
     out
 }
 

@@ -190,7 +190,13 @@ const _: () = assert!(core::mem::offset_of!(Header, error) == 192);
 
 impl Header {
     /// A header for a data area of `capacity_words` words.
-    pub fn new(capacity_words: u64, clock: Clock, hook: Hook, full_policy: FullPolicy, reader_pid: u32) -> Header {
+    pub fn new(
+        capacity_words: u64,
+        clock: Clock,
+        hook: Hook,
+        full_policy: FullPolicy,
+        reader_pid: u32,
+    ) -> Header {
         Header {
             magic: MAGIC,
             version: LAYOUT_VERSION,
@@ -243,7 +249,11 @@ impl Header {
 
     /// The shim's failure message, if any.
     pub fn error_message(&self) -> &[u8] {
-        let end = self.error.iter().position(|&b| b == 0).unwrap_or(ERROR_BYTES);
+        let end = self
+            .error
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(ERROR_BYTES);
         &self.error[..end]
     }
 }

@@ -8,6 +8,12 @@
 //! and stops the capture in a `finally`. The profiled part is thus shaped
 //! exactly like cProfile's: a call to `builtins.exec` running the script's
 //! `<module>` (or, with `-m`, `runpy.run_module` called from `<string>`).
+//!
+//! Where `python -m cProfile` and `python` itself disagree, rprof does what
+//! `python` does, so the program behaves as it does unprofiled: the main
+//! script's `__file__` and code filenames are absolute from 3.9 on, it runs
+//! in a real `__main__` module, and `-m` runs with `alter_sys=True`
+//! (`sys.argv[0]` is the module's file, as with `python -m`).
 
 use crate::ControllerError;
 use std::ffi::OsString;
@@ -55,10 +61,12 @@ def _rprof_main():
         import io, types
         sys.argv[:] = [target] + args
         sys.path[0] = os.path.dirname(os.path.realpath(target))
+        # Python makes the main script's path absolute from 3.9 on.
+        filename = os.path.abspath(target) if sys.version_info >= (3, 9) else target
         with io.open_code(target) as f:
-            code = compile(f.read(), target, "exec")
+            code = compile(f.read(), filename, "exec")
         main = types.ModuleType("__main__")
-        main.__file__ = target
+        main.__file__ = filename
         main.__cached__ = None
         main.__package__ = None
         main.__loader__ = None

@@ -77,7 +77,13 @@ impl Sample {
             let b = tsc();
             let width = b.wrapping_sub(a);
             if width < best.0 {
-                best = (width, Sample { tsc: a + width / 2, ns });
+                best = (
+                    width,
+                    Sample {
+                        tsc: a + width / 2,
+                        ns,
+                    },
+                );
             }
         }
         best.1

@@ -206,12 +206,24 @@ pub mod encode {
     /// A Python definition.
     pub fn def_python(out: &mut Vec<u64>, id: u32, file: &str, line: u64, name: &str) {
         let lens = file.len() as u64 | ((name.len() as u64) << 32);
-        strings(out, Kind::DefPython, id, &[line, lens], &[file.as_bytes(), name.as_bytes()]);
+        strings(
+            out,
+            Kind::DefPython,
+            id,
+            &[line, lens],
+            &[file.as_bytes(), name.as_bytes()],
+        );
     }
 
     /// A builtin definition.
     pub fn def_builtin(out: &mut Vec<u64>, id: u32, label: &str) {
-        strings(out, Kind::DefBuiltin, id, &[label.len() as u64], &[label.as_bytes()]);
+        strings(
+            out,
+            Kind::DefBuiltin,
+            id,
+            &[label.len() as u64],
+            &[label.as_bytes()],
+        );
     }
 }
 

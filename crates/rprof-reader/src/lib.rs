@@ -268,7 +268,12 @@ impl Session {
     fn apply(&mut self, record: Record) -> Result<(), ReaderError> {
         match record {
             Record::Event { .. } | Record::Pad => {}
-            Record::DefPython { id, file, line, name } => {
+            Record::DefPython {
+                id,
+                file,
+                line,
+                name,
+            } => {
                 self.define(id, Function::python(file, line, name))?;
             }
             Record::DefBuiltin { id, label } => self.define(id, Function::builtin(label))?,
@@ -288,7 +293,9 @@ impl Session {
 
     fn define(&mut self, id: u32, func: Function) -> Result<(), ReaderError> {
         if id >= MAX_FUNCTION_ID {
-            return Err(ReaderError::Corrupt(format!("function id {id} out of range")));
+            return Err(ReaderError::Corrupt(format!(
+                "function id {id} out of range"
+            )));
         }
         let f = self.agg.intern(func);
         let i = id as usize;
@@ -357,7 +364,8 @@ mod tests {
     fn publish(s: &Session, at: u64, words: &[u64]) -> u64 {
         let mut file = std::fs::read(s.ring().path()).unwrap();
         for (i, w) in words.iter().enumerate() {
-            let off = rprof_abi::HEADER_BYTES + ((at as usize + i) % s.ring().capacity() as usize) * 8;
+            let off =
+                rprof_abi::HEADER_BYTES + ((at as usize + i) % s.ring().capacity() as usize) * 8;
             file[off..off + 8].copy_from_slice(&w.to_le_bytes());
         }
         // Write through the shared mapping rather than the file, as the
@@ -400,7 +408,10 @@ mod tests {
         let c = s.finish();
         assert!(c.summary.stopped_cleanly);
         assert_eq!(c.summary.events, 5);
-        let main = c.profile.get(&Function::python("app.py", 3, "main")).unwrap();
+        let main = c
+            .profile
+            .get(&Function::python("app.py", 3, "main"))
+            .unwrap();
         assert_eq!(main.totals.ncalls, 2);
         assert!((main.totals.cumtime - 200e-9).abs() < 1e-15);
         let len = c

@@ -63,7 +63,11 @@ pub struct RunArgs {
     pub module: Option<String>,
 
     /// The script to run (unless -m is given), then its arguments.
-    #[arg(value_name = "SCRIPT [ARGS]", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "SCRIPT [ARGS]",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub argv: Vec<OsString>,
 }
 
@@ -130,7 +134,10 @@ impl OutputArgs {
 impl RunArgs {
     pub fn launch(&self) -> Result<rprof_controller::Launch> {
         let (target, args) = match &self.module {
-            Some(m) => (rprof_controller::Target::Module(m.clone()), self.argv.clone()),
+            Some(m) => (
+                rprof_controller::Target::Module(m.clone()),
+                self.argv.clone(),
+            ),
             None => match self.argv.split_first() {
                 Some((script, rest)) => (
                     rprof_controller::Target::Script(PathBuf::from(script)),

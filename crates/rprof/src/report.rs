@@ -4,7 +4,7 @@
 
 use crate::cli::OutputConfig;
 use anyhow::{Context, Result};
-use rprof_format::{write_pstats, write_table, TableOptions};
+use rprof_format::{write_pstats, write_table, SortKey, TableOptions};
 use rprof_reader::Capture;
 use std::io::Write;
 
@@ -25,13 +25,16 @@ pub fn write_profile(capture: &Capture, config: &OutputConfig) -> Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => {
-            let options = if config.sort.is_empty() {
-                TableOptions::default()
+            // Like `python -m cProfile` since 3.11: cumulative time first.
+            let sort = if config.sort.is_empty() {
+                vec![SortKey::Cumulative]
             } else {
-                TableOptions::sorted_by(config.sort.iter().copied())
+                config.sort.clone()
             };
+            let options = TableOptions::sorted_by(sort);
             let stdout = std::io::stdout();
-            write_table(&capture.profile, &options, stdout.lock()).context("cannot print the table")?;
+            write_table(&capture.profile, &options, stdout.lock())
+                .context("cannot print the table")?;
         }
     }
     Ok(())

@@ -43,7 +43,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     // Everything the target wrote before exiting is in the ring.
     while session.drain().unwrap_or(0) > 0 {}
-    if status.code() == Some(SHIM_FAILED_EXIT) && !session.stopped() {
+    if status.code() == Some(SHIM_FAILED_EXIT) && session.shim_state() == rprof_abi::state::FAILED {
         let capture = session.finish();
         let why = capture.summary.shim_error.unwrap_or_default();
         anyhow::bail!("the profiler could not start in the target: {why}");
