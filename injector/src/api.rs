@@ -170,7 +170,10 @@ fn sym(name: &str) -> *mut c_void {
 
 /// Parses the `3.12.1` at the start of `Py_GetVersion()`.
 pub fn parse_version(s: &[u8]) -> Option<(u32, u32, u32)> {
-    let end = s.iter().position(|b| !(b.is_ascii_digit() || *b == b'.')).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(s.len());
     let s = core::str::from_utf8(&s[..end]).ok()?;
     let mut it = s.split('.').map(|p| p.parse::<u32>().ok());
     let major = it.next()??;
@@ -353,7 +356,7 @@ impl Api {
     ///
     /// # Safety
     /// `o` is a live object, GIL held.
-    pub unsafe fn attr_long(&self, o: PyObj, name: &CStr) -> Option<i64> {
+    pub unsafe fn attr_long(&self, o: PyObj, name: &CStr) -> Option<c_long> {
         // SAFETY: GIL held; NULL and error checked.
         unsafe {
             let a = (self.getattr_string)(o, name.as_ptr());
@@ -367,7 +370,7 @@ impl Api {
                 (self.err_clear)();
                 return None;
             }
-            Some(v as i64)
+            Some(v)
         }
     }
 

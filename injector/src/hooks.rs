@@ -89,12 +89,32 @@ struct Defs([PyMethodDef; 6]);
 unsafe impl Sync for Defs {}
 
 static DEFS: Defs = Defs([
-    def(c"rprof_py_start", mon_start as *const (), api::METH_FASTCALL),
-    def(c"rprof_py_return", mon_return as *const (), api::METH_FASTCALL),
+    def(
+        c"rprof_py_start",
+        mon_start as *const (),
+        api::METH_FASTCALL,
+    ),
+    def(
+        c"rprof_py_return",
+        mon_return as *const (),
+        api::METH_FASTCALL,
+    ),
     def(c"rprof_call", mon_call as *const (), api::METH_FASTCALL),
-    def(c"rprof_c_return", mon_c_return as *const (), api::METH_FASTCALL),
-    def(c"rprof_c_raise", mon_c_raise as *const (), api::METH_FASTCALL),
-    def(c"rprof_thread_bootstrap", thread_bootstrap as *const (), api::METH_VARARGS),
+    def(
+        c"rprof_c_return",
+        mon_c_return as *const (),
+        api::METH_FASTCALL,
+    ),
+    def(
+        c"rprof_c_raise",
+        mon_c_raise as *const (),
+        api::METH_FASTCALL,
+    ),
+    def(
+        c"rprof_thread_bootstrap",
+        thread_bootstrap as *const (),
+        api::METH_VARARGS,
+    ),
 ]);
 const BOOTSTRAP_DEF: usize = 5;
 
@@ -178,7 +198,8 @@ pub unsafe fn start(path: &CStr) -> Result<(), StartError> {
     h.python_version.store(api.version_hex(), Relaxed);
     h.hook_used.store(hook as u32, Relaxed);
     // SAFETY: GIL held.
-    h.threads_hooked.store(unsafe { count_threads(api) }, Relaxed);
+    h.threads_hooked
+        .store(unsafe { count_threads(api) }, Relaxed);
     writer.marker(Kind::Start);
     *slot = Some(Capture {
         writer,
@@ -308,7 +329,8 @@ unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             (api.err_clear)();
             previous = api.new_none();
         }
-        let bootstrap = (api.cfunction_new_ex)(def_ptr(BOOTSTRAP_DEF), ptr::null_mut(), ptr::null_mut());
+        let bootstrap =
+            (api.cfunction_new_ex)(def_ptr(BOOTSTRAP_DEF), ptr::null_mut(), ptr::null_mut());
         if bootstrap.is_null() {
             (api.err_clear)();
             (api.py_decref)(previous);
@@ -413,7 +435,11 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             };
             let ev = (api.long_from_long)(bit as c_long);
             mon.events.push(ev);
-            if !api.call_method(module, c"register_callback", &[mon.tool, ev, callbacks[which as usize]]) {
+            if !api.call_method(
+                module,
+                c"register_callback",
+                &[mon.tool, ev, callbacks[which as usize]],
+            ) {
                 failed = Some("sys.monitoring.register_callback failed");
                 break;
             }
@@ -536,7 +562,13 @@ impl Capture {
     /// descriptors called with a matching first argument, which it binds
     /// into builtin methods. Others are not recorded.
     #[inline(always)]
-    unsafe fn callable_id(&mut self, api: &Api, callable: PyObj, arg0: PyObj, missing: PyObj) -> Option<u32> {
+    unsafe fn callable_id(
+        &mut self,
+        api: &Api,
+        callable: PyObj,
+        arg0: PyObj,
+        missing: PyObj,
+    ) -> Option<u32> {
         // SAFETY: callable and arg0 are live (CPython passes them to the
         // callback); GIL held.
         unsafe {
@@ -705,7 +737,10 @@ unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
     unsafe {
         if let Some((api, cap)) = recording() {
             if nargs >= 4 {
-                let missing = cap.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing);
+                let missing = cap
+                    .monitoring
+                    .as_ref()
+                    .map_or(ptr::null_mut(), |m| m.missing);
                 if let Some(id) = cap.callable_id(api, *args.add(2), *args.add(3), missing) {
                     cap.emit(kind, id);
                 }

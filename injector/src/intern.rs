@@ -43,6 +43,12 @@ fn hash(key: usize, mask: usize) -> usize {
     ((key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
 }
 
+impl Default for Table {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Table {
     pub fn new() -> Table {
         Table {
@@ -132,9 +138,13 @@ pub unsafe fn code_label(api: &Api, code: PyObj) -> (Vec<u8>, u64, Vec<u8>) {
     // SAFETY: GIL held; the current exception is saved and restored.
     unsafe {
         let _saved = SavedError::save(api);
-        let file = api.attr_str(code, c"co_filename").unwrap_or_else(|| b"?".to_vec());
+        let file = api
+            .attr_str(code, c"co_filename")
+            .unwrap_or_else(|| b"?".to_vec());
         let line = api.attr_long(code, c"co_firstlineno").unwrap_or(0).max(0) as u64;
-        let name = api.attr_str(code, c"co_name").unwrap_or_else(|| b"?".to_vec());
+        let name = api
+            .attr_str(code, c"co_name")
+            .unwrap_or_else(|| b"?".to_vec());
         (file, line, name)
     }
 }

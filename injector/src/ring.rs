@@ -123,7 +123,9 @@ impl Writer {
         if h.validate(len).is_err() {
             // SAFETY: unmapping what we mapped.
             unsafe { libc::munmap(p, len) };
-            return Err("the ring file has an unknown layout (rprof and its shim differ in version)");
+            return Err(
+                "the ring file has an unknown layout (rprof and its shim differ in version)",
+            );
         }
         let cap = h.capacity_words;
         let clock = match Clock::from_u32(h.clock) {
@@ -260,7 +262,9 @@ impl Writer {
         }
         if pad > 0 {
             // SAFETY: the pad occupies [slot, cap), reserved above.
-            unsafe { *self.data.add(slot as usize) = RecordHeader::new(Kind::Pad, pad as u32, 0).0 };
+            unsafe {
+                *self.data.add(slot as usize) = RecordHeader::new(Kind::Pad, pad as u32, 0).0
+            };
             self.publish(pad);
         }
         let slot = (self.head & self.mask) as usize;
@@ -357,7 +361,8 @@ impl Writer {
             if self.free() >= need {
                 let h = self.header();
                 h.waits.fetch_add(1, Relaxed);
-                h.wait_ns.fetch_add(monotonic_ns().saturating_sub(start), Relaxed);
+                h.wait_ns
+                    .fetch_add(monotonic_ns().saturating_sub(start), Relaxed);
                 return Ok(());
             }
             let now = monotonic_ns();

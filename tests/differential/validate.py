@@ -9,7 +9,8 @@ For every interpreter and workload:
                 counting rules and compare.py accepts identical statistics.
   threaded      reference.py twice per hook -> compare --threaded
                 (determinism of the per-thread reference), repeated
-                --threaded-repeats times.
+                --threaded-repeats times; on 3.12+ also the monitoring
+                reference vs the setprofile reference ("xhook").
 
 Usage: python validate.py [--python PATH ...] [--only NAME ...]
                           [--threaded-repeats N] [--keep DIR]
@@ -201,6 +202,10 @@ def main():
                         if (profile("ref-" + hook, [python, REFERENCE, "--hook", hook, "-o", r1] + target, r1, w.exit)
                                 and profile("ref-" + hook, [python, REFERENCE, "--hook", hook, "-o", r2] + target, r2, w.exit)):
                             check("det-%s#%d" % (hook, i), r2, r1, ["--threaded"])
+                if len(hooks) == 2:
+                    # the two hooks must agree on the workload's own functions
+                    check("xhook", "%s.ref-monitoring-0a.prof" % stem,
+                          "%s.ref-setprofile-0a.prof" % stem, ["--threaded"])
             rows.append((label, w.name, " ".join(results)))
             print("%-10s %-24s %s" % rows[-1], flush=True)
 

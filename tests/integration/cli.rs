@@ -327,7 +327,7 @@ fn a_stalled_reader_makes_the_target_wait_and_the_profile_stays_exact() {
     );
     let go = dir.path().join("go");
     let prof = dir.path().join("out.prof");
-    let mut child = util::rprof()
+    let child = util::rprof()
         .args(["run", "--ring-size", "1", "-o"])
         .arg(&prof)
         .arg("--python")
@@ -370,7 +370,7 @@ fn a_stalled_reader_makes_the_target_wait_and_the_profile_stays_exact() {
 fn dropped_events_are_counted_reported_and_fail_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let (s, pid_file, done) = busy_script(dir.path(), 1.5);
-    let mut child = util::rprof()
+    let child = util::rprof()
         .args(["run", "--ring-size", "1", "--on-full", "drop", "-o"])
         .arg(dir.path().join("out.prof"))
         .arg("--python")

@@ -346,7 +346,7 @@ impl RecordHeader {
 
     /// Length in words, header included.
     #[inline(always)]
-    pub const fn len(self) -> u32 {
+    pub const fn words(self) -> u32 {
         ((self.0 >> 8) & 0xff_ffff) as u32
     }
 
@@ -376,7 +376,7 @@ mod tests {
     fn header_word_round_trips() {
         let h = RecordHeader::new(Kind::DefPython, 123_456, 0xdead_beef);
         assert_eq!(Kind::from_u8(h.kind_byte()), Some(Kind::DefPython));
-        assert_eq!(h.len(), 123_456);
+        assert_eq!(h.words(), 123_456);
         assert_eq!(h.arg(), 0xdead_beef);
     }
 

@@ -91,12 +91,13 @@ pub fn decode(words: &[u64]) -> Result<Option<(Record, usize)>, DecodeError> {
     let h = RecordHeader(first);
     let kind_byte = h.kind_byte();
     let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
-    let len = h.len();
+    let len = h.words();
     let bad = DecodeError::BadLength {
         kind: kind_byte,
         len,
     };
-    if len == 0 || len % 2 != 0 || (len as usize > MAX_RECORD_WORDS && kind != Kind::Pad) {
+    if len == 0 || !len.is_multiple_of(2) || (len as usize > MAX_RECORD_WORDS && kind != Kind::Pad)
+    {
         return Err(bad);
     }
     let n = len as usize;

@@ -29,12 +29,13 @@
 pub mod clock;
 pub mod decode;
 mod shm;
+pub mod stream;
 
 pub use shm::{Ring, RingConfig};
+pub use stream::Stream;
 
-use decode::{decode, Record};
-use rprof_abi::{state, Clock, Hook, Kind};
-use rprof_stats::{Aggregator, FuncId, Function, Profile};
+use rprof_abi::{state, Clock, Hook};
+use rprof_stats::Profile;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Errors of the reader.
@@ -60,11 +61,6 @@ impl ReaderError {
         ReaderError::Io { what, source }
     }
 }
-
-/// Highest function id the reader accepts; more would mean a runaway or
-/// hostile shim.
-const MAX_FUNCTION_ID: u32 = 1 << 24;
-const UNDEFINED: FuncId = FuncId::MAX;
 
 /// What happened during a capture, besides the statistics.
 #[derive(Clone, Debug, Default)]
@@ -116,20 +112,13 @@ pub struct Capture {
     pub summary: Summary,
 }
 
-/// Drains one ring into one [`Aggregator`].
+/// Drains one ring into one [`Stream`].
 pub struct Session {
     ring: Ring,
     tail: u64,
     buf: Vec<u64>,
-    funcs: Vec<FuncId>,
-    agg: Aggregator,
+    stream: Stream,
     calibration: clock::Sample,
-    first_ts: Option<u64>,
-    last_ts: u64,
-    stop_ts: Option<u64>,
-    events: u64,
-    invalid_events: u64,
-    lost: u64,
     corrupt: Option<String>,
 }
 
@@ -141,15 +130,8 @@ impl Session {
             ring,
             tail: 0,
             buf: Vec::new(),
-            funcs: Vec::new(),
-            agg: Aggregator::new(),
+            stream: Stream::new(),
             calibration: clock::Sample::now(),
-            first_ts: None,
-            last_ts: 0,
-            stop_ts: None,
-            events: 0,
-            invalid_events: 0,
-            lost: 0,
             corrupt: None,
         }
     }
@@ -162,7 +144,7 @@ impl Session {
     /// Whether the shim has ended the capture (normally or not) and every
     /// record it wrote has been read.
     pub fn stopped(&self) -> bool {
-        if self.stop_ts.is_some() || self.corrupt.is_some() {
+        if self.stream.stop_ts.is_some() || self.corrupt.is_some() {
             return true;
         }
         let h = self.ring.header();
@@ -179,7 +161,7 @@ impl Session {
     /// number of words read.
     pub fn drain(&mut self) -> Result<usize, ReaderError> {
         self.ring.heartbeat();
-        if self.stop_ts.is_some() || self.corrupt.is_some() {
+        if self.stream.stop_ts.is_some() || self.corrupt.is_some() {
             return Ok(0);
         }
         let before = self.buf.len();
@@ -196,7 +178,7 @@ impl Session {
         self.tail = tail;
         let read = self.buf.len() - before;
         let buf = std::mem::take(&mut self.buf);
-        let result = self.process(&buf);
+        let result = self.stream.process(&buf);
         self.buf = buf;
         match result {
             Ok(used) => {
@@ -216,104 +198,14 @@ impl Session {
         }
     }
 
-    /// Applies every complete record in `words`; returns how many words
-    /// were used.
-    fn process(&mut self, words: &[u64]) -> Result<usize, ReaderError> {
-        let mut i = 0;
-        while i < words.len() {
-            if self.stop_ts.is_some() {
-                // Nothing an honest shim writes follows Stop.
-                return Ok(words.len());
-            }
-            let h = words[i];
-            let kind = h as u8;
-            // Hot path: a two-word event.
-            if (1..=5).contains(&kind) && (h >> 8) & 0xff_ffff == 2 {
-                let Some(&ts) = words.get(i + 1) else {
-                    break;
-                };
-                let id = (h >> 32) as usize;
-                match self.funcs.get(id) {
-                    Some(&f) if f != UNDEFINED => {
-                        if kind == Kind::Call as u8 || kind == Kind::CCall as u8 {
-                            self.agg.enter(f, ts);
-                        } else {
-                            self.agg.leave(f, ts);
-                        }
-                    }
-                    _ => self.invalid_events += 1,
-                }
-                self.events += 1;
-                if ts > self.last_ts {
-                    self.last_ts = ts;
-                }
-                if self.first_ts.is_none() {
-                    self.first_ts = Some(ts);
-                }
-                i += 2;
-                continue;
-            }
-            match decode(&words[i..]) {
-                Ok(None) => break,
-                Ok(Some((record, n))) => {
-                    self.apply(record)?;
-                    i += n;
-                }
-                Err(e) => return Err(ReaderError::Corrupt(e.to_string())),
-            }
-        }
-        Ok(i)
-    }
-
-    fn apply(&mut self, record: Record) -> Result<(), ReaderError> {
-        match record {
-            Record::Event { .. } | Record::Pad => {}
-            Record::DefPython {
-                id,
-                file,
-                line,
-                name,
-            } => {
-                self.define(id, Function::python(file, line, name))?;
-            }
-            Record::DefBuiltin { id, label } => self.define(id, Function::builtin(label))?,
-            Record::Thread { tid } => self.agg.switch_thread(tid),
-            Record::Lost { count } => self.lost = self.lost.saturating_add(count),
-            Record::Start { ts } => {
-                self.first_ts.get_or_insert(ts);
-                self.last_ts = self.last_ts.max(ts);
-            }
-            Record::Stop { ts } => {
-                self.last_ts = self.last_ts.max(ts);
-                self.stop_ts = Some(self.last_ts);
-            }
-        }
-        Ok(())
-    }
-
-    fn define(&mut self, id: u32, func: Function) -> Result<(), ReaderError> {
-        if id >= MAX_FUNCTION_ID {
-            return Err(ReaderError::Corrupt(format!(
-                "function id {id} out of range"
-            )));
-        }
-        let f = self.agg.intern(func);
-        let i = id as usize;
-        if i >= self.funcs.len() {
-            self.funcs.resize(i + 1, UNDEFINED);
-        }
-        self.funcs[i] = f;
-        Ok(())
-    }
-
     /// Ends the capture: frames still open are closed at the last recorded
     /// moment, as cProfile's `disable()` closes them.
-    pub fn finish(mut self) -> Capture {
+    pub fn finish(self) -> Capture {
         let h = self.ring.header();
         let clock = Clock::from_u32(h.clock_used.load(Relaxed));
         let spt = clock::seconds_per_tick(clock.unwrap_or(Clock::Monotonic), self.calibration);
-        self.agg.set_tick_seconds(spt);
-        let end = self.stop_ts.unwrap_or(self.last_ts);
+        let s = &self.stream;
+        let end = s.end();
         let v = h.python_version.load(Relaxed);
         let st = h.shim_state.load(Acquire);
         let error = String::from_utf8_lossy(h.error_message()).into_owned();
@@ -322,19 +214,19 @@ impl Session {
             hook: Hook::from_u32(h.hook_used.load(Relaxed)).filter(|_| v != 0),
             clock,
             threads_at_start: h.threads_hooked.load(Relaxed),
-            events: self.events,
-            dropped: h.dropped.load(Relaxed).max(self.lost),
-            invalid_events: self.invalid_events,
+            events: s.events,
+            dropped: h.dropped.load(Relaxed).max(s.lost),
+            invalid_events: s.invalid_events,
             waits: h.waits.load(Relaxed),
             wait_seconds: h.wait_ns.load(Relaxed) as f64 * 1e-9,
-            duration_seconds: end.saturating_sub(self.first_ts.unwrap_or(end)) as f64 * spt,
-            stopped_cleanly: self.stop_ts.is_some(),
+            duration_seconds: end.saturating_sub(s.first_ts.unwrap_or(end)) as f64 * spt,
+            stopped_cleanly: s.stop_ts.is_some(),
             abandoned: st == state::ABANDONED,
             shim_error: (st == state::FAILED).then_some(error),
             corrupt: self.corrupt,
         };
         Capture {
-            profile: self.agg.finish(end),
+            profile: self.stream.finish(spt),
             summary,
         }
     }
@@ -344,7 +236,8 @@ impl Session {
 mod tests {
     use super::*;
     use decode::encode;
-    use rprof_abi::FullPolicy;
+    use rprof_abi::{FullPolicy, Kind};
+    use rprof_stats::Function;
     use std::sync::atomic::Ordering::Release;
 
     fn ring(dir: &tempfile::TempDir) -> Ring {
@@ -434,8 +327,8 @@ mod tests {
         s.drain().unwrap();
         publish(&s, head, &w[cut..]);
         s.drain().unwrap();
-        assert_eq!(s.events, 1);
-        assert_eq!(s.invalid_events, 0);
+        assert_eq!(s.stream.events, 1);
+        assert_eq!(s.stream.invalid_events, 0);
     }
 
     #[test]

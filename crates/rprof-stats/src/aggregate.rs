@@ -165,11 +165,13 @@ impl Aggregator {
     #[inline]
     pub fn enter(&mut self, func: FuncId, t: u64) {
         self.entered[func as usize] = true;
-        *self.current.level(func) += 1;
+        let level = self.current.level(func);
+        *level = level.saturating_add(1);
         let sub = match self.current.stack.last() {
             Some(caller) => {
                 let s = self.subentry(caller.entry, func);
-                *self.current.sub_level(s) += 1;
+                let level = self.current.sub_level(s);
+                *level = level.saturating_add(1);
                 s
             }
             None => NO_SUBENTRY,
@@ -203,24 +205,24 @@ impl Aggregator {
     /// ends, charged to `func`.
     fn stop(&mut self, frame: Frame, func: FuncId, t: u64) {
         let tt = (t as i64).wrapping_sub(frame.t0 as i64);
-        let it = tt - frame.subt;
+        let it = tt.saturating_sub(frame.subt);
         let caller = match self.current.stack.last_mut() {
             Some(prev) => {
-                prev.subt += tt;
+                prev.subt = prev.subt.saturating_add(tt);
                 Some(prev.entry)
             }
             None => None,
         };
         let level = self.current.level(func);
-        *level -= 1;
+        *level = level.saturating_sub(1);
         let outermost = *level == 0;
         let entry = &mut self.entries[func as usize];
         if outermost {
-            entry.tt += tt;
+            entry.tt = entry.tt.saturating_add(tt);
         } else {
             entry.recursivecalls += 1;
         }
-        entry.it += it;
+        entry.it = entry.it.saturating_add(it);
         entry.callcount += 1;
         if let Some(caller) = caller {
             let s = if frame.entry == func && frame.sub != NO_SUBENTRY {
@@ -229,15 +231,15 @@ impl Aggregator {
                 self.subentry(caller, func)
             };
             let level = self.current.sub_level(s);
-            *level -= 1;
+            *level = level.saturating_sub(1);
             let outermost = *level == 0;
             let sub = &mut self.subs[s as usize].2;
             if outermost {
-                sub.tt += tt;
+                sub.tt = sub.tt.saturating_add(tt);
             } else {
                 sub.recursivecalls += 1;
             }
-            sub.it += it;
+            sub.it = sub.it.saturating_add(it);
             sub.callcount += 1;
         }
     }
