@@ -144,6 +144,9 @@ struct SetProfile {
     threading: PyObj,
     previous_thread_hook: PyObj,
     bootstrap: PyObj,
+    /// Python-level profile functions threads had before (thread state,
+    /// owned callable), put back on stop.
+    previous: Vec<(PyObj, PyObj)>,
 }
 
 /// One capture: the ring, the interned functions and what was installed.
@@ -316,6 +319,118 @@ unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
     }
 }
 
+/// The Python-level profile functions (`sys.setprofile`) of every thread,
+/// found by making each thread state current in turn (3.8–3.11, where that
+/// only sets a pointer) and asking `sys.getprofile()`. A C-level profiler
+/// (cProfile before 3.12) cannot be put back afterwards, so its presence is
+/// an error rather than something to override.
+unsafe fn previous_profilers(api: &Api) -> Result<Vec<(PyObj, PyObj)>, StartError> {
+    let mut found = Vec::new();
+    // SAFETY: GIL held (caller); each swap is undone before the next.
+    unsafe {
+        let sys = (api.import_module)(c"sys".as_ptr());
+        if sys.is_null() {
+            (api.err_clear)();
+            return Ok(found);
+        }
+        let get = (api.getattr_string)(sys, c"getprofile".as_ptr());
+        (api.py_decref)(sys);
+        if get.is_null() {
+            (api.err_clear)();
+            return Ok(found);
+        }
+        let interp = (api.interp_head)();
+        let mut t = if interp.is_null() {
+            ptr::null_mut()
+        } else {
+            (api.interp_thread_head)(interp)
+        };
+        let mut refused = false;
+        while !t.is_null() {
+            let me = (api.thread_swap)(t);
+            let obj = api.call(get, &[]);
+            (api.thread_swap)(me);
+            if !obj.is_null() {
+                if obj == api.none {
+                    (api.py_decref)(obj);
+                } else if api_callable(api, obj) {
+                    found.push((t, obj));
+                } else {
+                    (api.py_decref)(obj);
+                    refused = true;
+                }
+            }
+            t = (api.thread_next)(t);
+        }
+        (api.py_decref)(get);
+        if refused {
+            restore_profilers(api, &[]);
+            for (_, obj) in &found {
+                (api.py_decref)(*obj);
+            }
+            return Err("the target is already being profiled by cProfile or another C-level profiler; stop it first (or use --hook monitoring on Python 3.12+)");
+        }
+    }
+    Ok(found)
+}
+
+unsafe fn api_callable(api: &Api, obj: PyObj) -> bool {
+    // SAFETY: GIL held (caller); obj is live.
+    unsafe {
+        let call = (api.getattr_string)(obj, c"__call__".as_ptr());
+        if call.is_null() {
+            (api.err_clear)();
+            return false;
+        }
+        (api.py_decref)(call);
+        true
+    }
+}
+
+/// Puts back profile functions found by [`previous_profilers`] on the
+/// threads that still exist, and releases the references.
+unsafe fn restore_profilers(api: &Api, previous: &[(PyObj, PyObj)]) {
+    if previous.is_empty() {
+        return;
+    }
+    // SAFETY: GIL held (caller); thread states are only used if they are
+    // still in the interpreter's list; each swap is undone.
+    unsafe {
+        let sys = (api.import_module)(c"sys".as_ptr());
+        let set = if sys.is_null() {
+            ptr::null_mut()
+        } else {
+            let s = (api.getattr_string)(sys, c"setprofile".as_ptr());
+            (api.py_decref)(sys);
+            s
+        };
+        (api.err_clear)();
+        let interp = (api.interp_head)();
+        let mut t = if interp.is_null() {
+            ptr::null_mut()
+        } else {
+            (api.interp_thread_head)(interp)
+        };
+        while !t.is_null() && !set.is_null() {
+            if let Some((_, obj)) = previous.iter().find(|(ts, _)| *ts == t) {
+                let me = (api.thread_swap)(t);
+                let r = api.call(set, &[*obj]);
+                (api.thread_swap)(me);
+                if !r.is_null() {
+                    (api.py_decref)(r);
+                }
+            }
+            t = (api.thread_next)(t);
+        }
+        if !set.is_null() {
+            (api.py_decref)(set);
+        }
+        for (_, obj) in previous {
+            (api.py_decref)(*obj);
+        }
+    }
+}
+
 unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartError> {
     // SAFETY: GIL held (caller); every object is NULL-checked.
     unsafe {
@@ -341,7 +456,14 @@ unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             threading,
             previous_thread_hook: previous,
             bootstrap,
+            previous: Vec::new(),
         });
+        if api.eval_set_profile_all.is_none() {
+            let found = previous_profilers(api)?;
+            if let Some(sp) = cap.setprofile.as_mut() {
+                sp.previous = found;
+            }
+        }
         if !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
@@ -468,6 +590,7 @@ unsafe fn uninstall(api: &Api, cap: &mut Capture) {
     unsafe {
         if let Some(sp) = cap.setprofile.take() {
             set_profile_everywhere(api, None);
+            restore_profilers(api, &sp.previous);
             api.call_method(sp.threading, c"setprofile", &[sp.previous_thread_hook]);
             (api.py_decref)(sp.previous_thread_hook);
             (api.py_decref)(sp.bootstrap);

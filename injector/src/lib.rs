@@ -12,6 +12,7 @@
 //! never unloaded; after a capture it stays dormant, and a later capture
 //! reuses it.
 
+pub mod agent;
 pub mod api;
 pub mod hooks;
 pub mod intern;
@@ -64,6 +65,37 @@ pub unsafe extern "C" fn rprof_stop() -> c_int {
     // SAFETY: GIL held (caller).
     unsafe { hooks::stop() };
     0
+}
+
+/// Attach mode: starts the shim's agent thread, which takes the GIL itself
+/// and starts a capture into the ring file at `path`, then watches for the
+/// end of the capture. Returns 0 once the thread is started, -1 if it could
+/// not be.
+///
+/// This runs on a thread of the target that `rprof attach` borrowed at a
+/// safe point; it touches neither Python nor the GIL, and returns at once.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rprof_attach(path: *const c_char) -> c_int {
+    if path.is_null() {
+        set_error("no ring path given");
+        return -1;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registering a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    // SAFETY: path is a valid C string (caller).
+    let path = unsafe { CStr::from_ptr(path) }.to_owned();
+    match agent::spawn(path) {
+        Ok(()) => 0,
+        Err(e) => {
+            set_error(e);
+            -1
+        }
+    }
 }
 
 static LAST_ERROR: std::sync::Mutex<[u8; 256]> = std::sync::Mutex::new([0; 256]);

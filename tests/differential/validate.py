@@ -148,6 +148,7 @@ def main():
         for w in workloads:
             if ver[:2] < w.min_python[:2]:
                 rows.append((label, w.name, "skipped (min-python %s)" % ".".join(map(str, w.min_python))))
+                print("%-10s %-24s %s" % rows[-1], flush=True)
                 continue
             results = []
             files = [w.path] if not w.module else sorted(glob.glob(os.path.join(w.path, "*.py")))
