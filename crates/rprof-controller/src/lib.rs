@@ -9,6 +9,7 @@
 //! Attaching to a running process by PID builds on the same pieces.
 #![deny(missing_docs)]
 
+pub mod attach;
 pub mod launch;
 pub mod shim;
 pub mod signals;

@@ -13,38 +13,86 @@ use std::path::{Path, PathBuf};
 /// The shim built from `injector/` for this platform.
 pub static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/librprof_injector.so"));
 
-/// File name of the shim inside a [`Workdir`].
-pub const SHIM_NAME: &str = "librprof_injector.so";
+/// File name of the shim: it carries a hash of the shim's bytes, so that
+/// `rprof attach` can recognise this very build already loaded in a target
+/// (the shim is never unloaded) and reuse it.
+pub fn file_name() -> String {
+    // FNV-1a, 64 bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in SHIM {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("librprof_injector-{h:016x}.so")
+}
 /// File name of the ring inside a [`Workdir`].
 pub const RING_NAME: &str = "ring";
 
 /// A private directory holding the shim and the ring of one capture.
+///
+/// Paths come in two views: *local*, as rprof opens them, and *target*, as
+/// the profiled process opens them (they differ when the target lives in
+/// another mount namespace and is reached through `/proc/PID/root`).
 pub struct Workdir {
     dir: tempfile::TempDir,
     shim: PathBuf,
+    target_dir: PathBuf,
 }
 
 impl Workdir {
-    /// Creates the directory and writes the shim into it.
+    /// Creates the directory (in `/dev/shm`, else the temporary directory)
+    /// and writes the shim into it, for a target started by rprof.
     pub fn new() -> Result<Workdir, ControllerError> {
         let shm = Path::new("/dev/shm");
-        let builder = {
-            let mut b = tempfile::Builder::new();
-            b.prefix("rprof-")
-                .permissions(std::fs::Permissions::from_mode(0o700));
-            b
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
         };
-        let dir = match builder.tempdir_in(shm) {
-            Ok(d) => d,
-            Err(_) => builder.tempdir().map_err(|e| ControllerError::Io {
-                what: format!(
-                    "cannot create a private directory in {}",
-                    std::env::temp_dir().display()
-                ),
-                source: e,
-            })?,
+        Self::create(&base, &base, None)
+    }
+
+    /// The same in `local` (the target's `target` directory as rprof sees
+    /// it), owned by the target's `(uid, gid)` so that it can open the
+    /// files, and by no one else.
+    pub fn for_target(
+        local: &Path,
+        target: &Path,
+        owner: (u32, u32),
+    ) -> Result<Workdir, ControllerError> {
+        Self::create(local, target, Some(owner))
+    }
+
+    fn create(
+        local: &Path,
+        target: &Path,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Workdir, ControllerError> {
+        let mut builder = tempfile::Builder::new();
+        builder
+            .prefix("rprof-")
+            .permissions(std::fs::Permissions::from_mode(0o700));
+        let dir = builder.tempdir_in(local).map_err(|e| ControllerError::Io {
+            what: format!("cannot create a private directory in {}", local.display()),
+            source: e,
+        })?;
+        let chown = |p: &Path| -> Result<(), ControllerError> {
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| {
+                    ControllerError::Io {
+                        what: format!(
+                            "cannot give {} to the target's user (uid {uid})",
+                            p.display()
+                        ),
+                        source: e,
+                    }
+                })?;
+            }
+            Ok(())
         };
-        let shim = dir.path().join(SHIM_NAME);
+        chown(dir.path())?;
+        let target_dir = target.join(dir.path().file_name().unwrap_or_default());
+        let shim = dir.path().join(file_name());
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -56,7 +104,12 @@ impl Workdir {
                 source: e,
             })?;
         f.flush().ok();
-        Ok(Workdir { dir, shim })
+        chown(&shim)?;
+        Ok(Workdir {
+            dir,
+            shim,
+            target_dir,
+        })
     }
 
     /// The directory.
@@ -73,6 +126,16 @@ impl Workdir {
     pub fn ring(&self) -> PathBuf {
         self.dir.path().join(RING_NAME)
     }
+
+    /// The shim's path as the target sees it.
+    pub fn target_shim(&self) -> PathBuf {
+        self.target_dir.join(file_name())
+    }
+
+    /// The ring's path as the target sees it.
+    pub fn target_ring(&self) -> PathBuf {
+        self.target_dir.join(RING_NAME)
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +147,8 @@ mod tests {
         let w = Workdir::new().unwrap();
         let mode = std::fs::metadata(w.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(w.target_shim(), w.shim());
+        assert!(file_name().starts_with("librprof_injector-"));
         assert_eq!(std::fs::read(w.shim()).unwrap(), SHIM);
         assert!(SHIM.starts_with(b"\x7fELF"));
         let p = w.path().to_path_buf();

@@ -20,6 +20,24 @@ pub enum Command {
     /// Run a Python script or module under the profiler, like `python -m cProfile`.
     #[command(arg_required_else_help = true)]
     Run(RunArgs),
+
+    /// Profile a running CPython process until Ctrl-C, --duration, or its exit.
+    #[command(arg_required_else_help = true)]
+    Attach(AttachArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AttachArgs {
+    /// The process to profile.
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+
+    /// Stop after SECS seconds (default: until Ctrl-C, SIGTERM, or the target exits).
+    #[arg(short = 'd', long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Options every capture shares.

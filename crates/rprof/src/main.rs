@@ -1,6 +1,7 @@
 //! `rprof`: exact, cProfile-compatible profiles of CPython processes.
 #![forbid(unsafe_code)]
 
+mod attach;
 mod cli;
 mod report;
 mod run;
@@ -12,12 +13,17 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(&args),
+        cli::Command::Attach(args) => attach::attach(&args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("rprof: {err:#}");
-            ExitCode::from(report::EXIT_ERROR)
+            // Attach failures have an exit status per kind.
+            let code = err
+                .downcast_ref::<rprof_controller::attach::AttachError>()
+                .map_or(report::EXIT_ERROR, |e| e.exit_code());
+            ExitCode::from(code)
         }
     }
 }

@@ -1,0 +1,182 @@
+//! What `/proc` says about a process: its state, tracer, owner, threads,
+//! memory maps and current system calls. Everything read here comes from
+//! the kernel, but describes a process that may be changing (or exiting)
+//! while we read, so every parser tolerates short or odd input.
+
+use std::io;
+use std::path::PathBuf;
+
+/// `/proc/PID/status`, the fields rprof needs.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// Command name.
+    pub name: String,
+    /// State letter: R, S, D, T, t, Z, X...
+    pub state: char,
+    /// PID of the process tracing this one, 0 if none.
+    pub tracer_pid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+}
+
+/// Reads `/proc/PID/status`.
+pub fn status(pid: i32) -> io::Result<Status> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mut s = Status::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "Name" => s.name = value.to_string(),
+            "State" => s.state = value.chars().next().unwrap_or('?'),
+            "TracerPid" => s.tracer_pid = value.parse().unwrap_or(0),
+            "Uid" => s.uid = first_number(value),
+            "Gid" => s.gid = first_number(value),
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+fn first_number(s: &str) -> u32 {
+    s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// `rwxp`-style permissions.
+    pub perms: String,
+    /// Offset in the file.
+    pub offset: u64,
+    /// The file, as the target sees it; `None` for anonymous memory.
+    pub path: Option<String>,
+}
+
+impl Mapping {
+    /// The file name without its directory.
+    pub fn file_name(&self) -> Option<&str> {
+        self.path
+            .as_deref()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+    }
+}
+
+/// Parses the text of `/proc/PID/maps`.
+pub fn parse_maps(text: &str) -> Vec<Mapping> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(6, ' ');
+        let (Some(range), Some(perms), Some(offset), Some(_dev), Some(_inode)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end), Ok(offset)) = (
+            u64::from_str_radix(start, 16),
+            u64::from_str_radix(end, 16),
+            u64::from_str_radix(offset, 16),
+        ) else {
+            continue;
+        };
+        let path = fields
+            .next()
+            .map(str::trim)
+            .filter(|p| p.starts_with('/'))
+            .map(|p| p.strip_suffix(" (deleted)").unwrap_or(p).to_string());
+        out.push(Mapping {
+            start,
+            end,
+            perms: perms.to_string(),
+            offset,
+            path,
+        });
+    }
+    out
+}
+
+/// Reads `/proc/PID/maps`.
+pub fn maps(pid: i32) -> io::Result<Vec<Mapping>> {
+    Ok(parse_maps(&std::fs::read_to_string(format!(
+        "/proc/{pid}/maps"
+    ))?))
+}
+
+/// The thread ids of a process.
+pub fn threads(pid: i32) -> io::Result<Vec<i32>> {
+    let mut out: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// `kernel.yama.ptrace_scope`, if Yama is enabled.
+pub fn ptrace_scope() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A path inside the target's mount namespace, as this process can open it.
+pub fn in_target_root(pid: i32, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_maps_lines() {
+        let text = "\
+55d0c0000000-55d0c0001000 r--p 00000000 fd:01 1234   /usr/bin/python3.11
+7f00aa000000-7f00aa100000 r-xp 00028000 fd:01 99 /lib/x86_64-linux-gnu/libc.so.6
+7f00bb000000-7f00bb001000 rw-p 00000000 00:00 0
+7f00cc000000-7f00cc001000 r-xp 00001000 00:1a 77 /dev/shm/rprof-x/librprof injector.so (deleted)
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+garbage line
+";
+        let m = parse_maps(text);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].path.as_deref(), Some("/usr/bin/python3.11"));
+        assert_eq!(m[1].offset, 0x28000);
+        assert_eq!(m[1].file_name(), Some("libc.so.6"));
+        assert_eq!(m[2].path, None);
+        assert_eq!(
+            m[3].path.as_deref(),
+            Some("/dev/shm/rprof-x/librprof injector.so")
+        );
+        assert_eq!(m[4].path, None);
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        let me = std::process::id() as i32;
+        let s = status(me).unwrap();
+        assert!(matches!(s.state, 'R' | 'S'));
+        assert!(threads(me).unwrap().contains(&me));
+        assert!(maps(me).unwrap().iter().any(|m| m.perms.contains('x')));
+    }
+}

@@ -1,0 +1,1 @@
+//! `rprof attach` against live targets: safety, detach, errors.
