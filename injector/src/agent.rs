@@ -112,7 +112,7 @@ fn run(path: CString) {
     // thread; start() requires the GIL.
     let started = unsafe {
         let g = ensure();
-        let r = hooks::start(&path);
+        let r = hooks::start(&path, true);
         release(g);
         r
     };

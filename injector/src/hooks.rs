@@ -166,7 +166,9 @@ pub type StartError = &'static str;
 ///
 /// # Safety
 /// GIL held; no capture running.
-pub unsafe fn start(path: &CStr) -> Result<(), StartError> {
+/// `agent` says the caller is the attach agent, whose own (temporary)
+/// thread state is not one of the target's threads.
+pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     // SAFETY: GIL held (caller), and no hook runs while we hold it, so this
     // is the only borrow of API.
     unsafe {

@@ -46,7 +46,7 @@ pub unsafe extern "C" fn rprof_start(path: *const c_char) -> c_int {
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     // SAFETY: path is a valid C string (caller); GIL held (caller).
-    match unsafe { hooks::start(CStr::from_ptr(path)) } {
+    match unsafe { hooks::start(CStr::from_ptr(path), false) } {
         Ok(()) => 0,
         Err(e) => {
             set_error(e);

@@ -130,14 +130,15 @@ class Profile(object):
                               % (self.role, merged))
         return out
 
-    def drop_artifacts(self):
+    def drop_artifacts(self, extra=()):
         dropped = []
         s = self.stats
-        if DISABLE_ARTIFACT in s:
-            cc, nc, tt, ct, callers = s[DISABLE_ARTIFACT]
-            if not callers and nc == 1:
-                del s[DISABLE_ARTIFACT]
-                dropped.append(DISABLE_ARTIFACT)
+        for key in (DISABLE_ARTIFACT,) + tuple(extra):
+            if key in s:
+                cc, nc, tt, ct, callers = s[key]
+                if not callers and nc == 1:
+                    del s[key]
+                    dropped.append(key)
         return dropped
 
 
@@ -306,6 +307,11 @@ def main(argv=None):
     p.add_argument("--reference-name", default=None,
                    help="name of the reference in the report (default: cProfile "
                         "if the file has cProfile's disable() entry, else reference)")
+    p.add_argument("--harness-call", action="append", default=[], metavar="LABEL",
+                   help="Rule 2: a builtin the attach harness is blocked in when "
+                        "rprof detaches (open, so flushed as one call with no "
+                        "caller, like cProfile's own disable()); dropped from the "
+                        "rprof profile under the same conditions as Rule 1")
     p.add_argument("--max-report", type=int, default=MAX_REPORT_DEFAULT)
     p.add_argument("rprof")
     p.add_argument("reference")
@@ -317,7 +323,8 @@ def main(argv=None):
     bn = args.reference_name or ("cProfile" if DISABLE_ARTIFACT in b.stats else "reference")
     b.role = bn
 
-    dropped = a.drop_artifacts() + b.drop_artifacts()
+    harness = tuple(("~", 0, label) for label in args.harness_call)
+    dropped = a.drop_artifacts(harness) + b.drop_artifacts()
     is_workload = workload_matcher(args.workload)
 
     problems = []

@@ -197,3 +197,186 @@ fn monitoring_hook_matches_cprofile() {
     }
     suite(Hook::Monitoring);
 }
+
+/// The workload run by `attach_runner.py` in a process rprof attaches to
+/// while it waits in a blocking builtin call, and detaches from afterwards;
+/// the reference is the same runner with cProfile enabled at the same
+/// points.
+fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+
+    let case = format!(
+        "{} attached on Python {} with --hook {}",
+        w.name(),
+        py.label(),
+        hook.arg()
+    );
+    let runner = util::root().join("tests/differential/attach_runner.py");
+    let mut target = py
+        .command()
+        .arg(&runner)
+        .arg("attach")
+        .arg(&w.path)
+        .args(&w.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = util::KillOnDrop::new(target.id());
+    let mut stdin = target.stdin.take().unwrap();
+    let mut out = BufReader::new(target.stdout.take().unwrap());
+    let mut line = String::new();
+    let wait_line = |out: &mut BufReader<_>, want: &str, line: &mut String| -> bool {
+        loop {
+            line.clear();
+            match out.read_line(line) {
+                Ok(0) | Err(_) => return false,
+                Ok(_) if line.trim_end() == want => return true,
+                Ok(_) => {}
+            }
+        }
+    };
+    if !wait_line(&mut out, "ready", &mut line) {
+        return Some(format!("{case}: the runner did not start"));
+    }
+    let ours = dir.join(format!("{}-{}-attached.prof", w.name(), hook.arg()));
+    let mut rprof = util::rprof()
+        .args(["attach", "--hook", hook.arg(), "-o"])
+        .arg(&ours)
+        .arg(target.id().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut rprof_guard = util::KillOnDrop::new(rprof.id());
+    let mut err = BufReader::new(rprof.stderr.take().unwrap());
+    let mut attached = String::new();
+    loop {
+        line.clear();
+        match err.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                let status = rprof.wait().unwrap();
+                rprof_guard.disarm();
+                return Some(format!(
+                    "{case}: rprof attach failed ({status}): {attached}"
+                ));
+            }
+            Ok(_) => {
+                attached.push_str(&line);
+                if line.contains("attached to PID") {
+                    break;
+                }
+            }
+        }
+    }
+    stdin.write_all(b"g").unwrap();
+    stdin.flush().unwrap();
+    if !wait_line(&mut out, "done", &mut line) {
+        return Some(format!("{case}: the workload did not finish"));
+    }
+    util::signal(rprof.id(), "INT");
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).ok();
+    let status = rprof.wait().unwrap();
+    rprof_guard.disarm();
+    stdin.write_all(b"xx").ok();
+    drop(stdin);
+    let _ = target.wait();
+    guard.disarm();
+    if !status.success() {
+        return Some(format!(
+            "{case}: rprof exited with {status}:\n{attached}{rest}"
+        ));
+    }
+    if let Some(f) = timing_consistent(&ours, true) {
+        return Some(format!("{case}: {f}"));
+    }
+    let reference = dir.join(format!("{}-{}-attached-ref.prof", w.name(), hook.arg()));
+    let refrun = if w.threaded {
+        run(py
+            .command()
+            .arg(util::root().join("tests/differential/reference.py"))
+            .args(["--hook", hook.arg(), "-o"])
+            .arg(&reference)
+            .arg(&w.path)
+            .args(&w.args))
+    } else {
+        run(py
+            .command()
+            .arg(&runner)
+            .arg("cprofile")
+            .arg(&reference)
+            .arg(&w.path)
+            .args(&w.args)
+            .stdin(Stdio::null()))
+    };
+    if !reference.exists() {
+        return Some(format!(
+            "{case}: the reference failed: {}",
+            describe(&refrun)
+        ));
+    }
+    let mut cmp = py.command();
+    cmp.arg(util::root().join("tests/differential/compare.py"))
+        .arg("--workload")
+        .arg(&w.path)
+        .args([
+            "--harness-call",
+            "<method 'read' of '_io.BufferedReader' objects>",
+        ]);
+    if w.threaded {
+        cmp.arg("--threaded");
+    }
+    let cmp = run(cmp.arg(&ours).arg(&reference));
+    if !cmp.status.success() {
+        return Some(format!(
+            "{case}: differs from the reference:\n{}",
+            describe(&cmp)
+        ));
+    }
+    None
+}
+
+fn attached_suite(hook: Hook) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for py in util::interpreters() {
+        if hook == Hook::Monitoring && !py.at_least(3, 12) {
+            continue;
+        }
+        for w in util::workloads() {
+            if !w.runs_on(py) {
+                continue;
+            }
+            ran += 1;
+            if let Some(f) = check_attached(py, &w, hook, dir.path()) {
+                eprintln!("FAIL {f}");
+                failures.push(f);
+            }
+        }
+    }
+    eprintln!("{ran} attached cases, {} failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn attached_setprofile_hook_matches_cprofile() {
+    attached_suite(Hook::SetProfile);
+}
+
+#[test]
+fn attached_monitoring_hook_matches_cprofile() {
+    if !util::interpreters().iter().any(|p| p.at_least(3, 12)) {
+        eprintln!("skipping: no Python 3.12+ found for the monitoring hook");
+        return;
+    }
+    attached_suite(Hook::Monitoring);
+}

@@ -225,3 +225,36 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Ends a process by PID when dropped: tests end only what they started,
+/// by PID. Disarm it once the process has been reaped, so that a PID the
+/// system has reused is never signalled.
+pub struct KillOnDrop(Option<u32>);
+
+impl KillOnDrop {
+    pub fn new(pid: u32) -> KillOnDrop {
+        KillOnDrop(Some(pid))
+    }
+
+    /// The process was waited for: nothing to end.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            signal(pid, "KILL");
+        }
+    }
+}
+
+/// Sends signal `name` (e.g. "INT") to `pid`; a process already gone is fine.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
