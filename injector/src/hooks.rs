@@ -203,8 +203,8 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     h.python_version.store(api.version_hex(), Relaxed);
     h.hook_used.store(hook as u32, Relaxed);
     // SAFETY: GIL held.
-    h.threads_hooked
-        .store(unsafe { count_threads(api) }, Relaxed);
+    let threads = unsafe { count_threads(api) }.saturating_sub(u32::from(agent));
+    h.threads_hooked.store(threads, Relaxed);
     writer.marker(Kind::Start);
     *slot = Some(Capture {
         writer,

@@ -28,6 +28,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let pid = args.pid;
     let target = attach::inspect(pid, &shim::file_name())?;
+    let t_inspect = started.elapsed();
     let (target_dir, local_dir) = target.shared_dir();
     let owner = (target.status.uid, target.status.gid);
     let workdir = Workdir::for_target(&local_dir, target_dir.as_ref(), owner)?;
@@ -46,11 +47,13 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     signals::catch_interrupts();
     let shim_path = workdir.target_shim();
     let ring_path = workdir.target_ring();
-    target.inject(
+    let t_prepared = started.elapsed();
+    let report = target.inject(
         &shim_path.to_string_lossy(),
         &ring_path.to_string_lossy(),
         INJECT_TIMEOUT,
     )?;
+    let t_injected = started.elapsed();
 
     // The agent takes the GIL and installs the hooks on every thread.
     let deadline = Instant::now() + START_TIMEOUT;
@@ -77,6 +80,18 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_micros(200));
     }
     let attach_latency = started.elapsed();
+    if std::env::var_os("RPROF_DEBUG").is_some() {
+        eprintln!(
+            "rprof: debug: inspect {:?}, prepare {:?}, inject {:?} ({}; thread {}; reused shim: {}), start {:?}",
+            t_inspect,
+            t_prepared - t_inspect,
+            t_injected - t_prepared,
+            report.safe_point,
+            report.thread,
+            report.reused,
+            attach_latency - t_injected
+        );
+    }
     let h = session.ring().header();
     let v = h.python_version.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(

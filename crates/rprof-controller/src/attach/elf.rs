@@ -5,8 +5,13 @@
 //! mount namespace (a container) is read from its own filesystem.
 
 use super::proc::{self, Mapping};
-use goblin::elf::{header::ET_EXEC, program_header::PT_LOAD, Elf};
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::section_header::{SectionHeader, SHT_DYNSYM};
+use goblin::elf::sym::Symtab;
+use goblin::elf::{header::ET_EXEC, program_header::PT_LOAD, Elf, Header, ProgramHeader};
+use goblin::strtab::Strtab;
 use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// A file mapped into the target.
@@ -39,26 +44,64 @@ pub fn find(pid: i32, maps: &[Mapping], pred: impl Fn(&str) -> bool) -> Option<M
 pub struct ElfError(pub String);
 
 /// Resolves `names` in `module`; names that are absent are left out.
+///
+/// Only the dynamic symbol table is read (what `dlsym` would see): every
+/// function rprof needs is exported, and skipping the full symbol table of
+/// a large libpython keeps the attach fast.
 pub fn symbols(module: &Module, names: &[&str]) -> Result<HashMap<String, u64>, ElfError> {
-    let bytes = std::fs::read(&module.local)
+    let file = std::fs::File::open(&module.local)
         .map_err(|e| ElfError(format!("cannot read {}: {e}", module.local.display())))?;
-    let elf = Elf::parse(&bytes)
-        .map_err(|e| ElfError(format!("cannot parse {}: {e}", module.local.display())))?;
-    let base = if elf.header.e_type == ET_EXEC {
-        0
-    } else {
-        let first_load = elf
-            .program_headers
-            .iter()
-            .filter(|p| p.p_type == PT_LOAD)
-            .map(|p| p.p_vaddr & !0xfff)
-            .min()
-            .unwrap_or(0);
-        module.start.wrapping_sub(first_load)
+    let bad =
+        |e: goblin::error::Error| ElfError(format!("cannot parse {}: {e}", module.local.display()));
+    let read = |offset: u64, len: u64| -> Result<Vec<u8>, ElfError> {
+        // A corrupt file must not make us allocate without bound.
+        if len > 1 << 30 {
+            return Err(ElfError(format!(
+                "{}: a table of {len} bytes",
+                module.local.display()
+            )));
+        }
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| ElfError(format!("cannot read {}: {e}", module.local.display())))?;
+        Ok(buf)
     };
+    let head = read(0, 64)?;
+    let header = Elf::parse_header(&head).map_err(bad)?;
+    let ctx = Ctx::new(
+        if header.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64 {
+            Container::Big
+        } else {
+            Container::Little
+        },
+        if header.e_ident[goblin::elf::header::EI_DATA] == goblin::elf::header::ELFDATA2MSB {
+            Endian::Big
+        } else {
+            Endian::Little
+        },
+    );
+    let ph_bytes = read(
+        header.e_phoff,
+        u64::from(header.e_phnum) * u64::from(header.e_phentsize),
+    )?;
+    let phdrs = ProgramHeader::parse(&ph_bytes, 0, header.e_phnum as usize, ctx).map_err(bad)?;
+    let base = load_base(&header, &phdrs, module.start);
+    let sh_bytes = read(
+        header.e_shoff,
+        u64::from(header.e_shnum) * u64::from(header.e_shentsize),
+    )?;
+    let sections =
+        SectionHeader::parse_from(&sh_bytes, 0, header.e_shnum as usize, ctx).map_err(bad)?;
     let mut out = HashMap::new();
-    let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
-    for (syms, strtab) in tables {
+    for dynsym in sections.iter().filter(|s| s.sh_type == SHT_DYNSYM) {
+        let Some(strsec) = sections.get(dynsym.sh_link as usize) else {
+            continue;
+        };
+        let count = (dynsym.sh_size / dynsym.sh_entsize.max(1)) as usize;
+        let sym_bytes = read(dynsym.sh_offset, dynsym.sh_size)?;
+        let syms = Symtab::parse(&sym_bytes, 0, count, ctx).map_err(bad)?;
+        let str_bytes = read(strsec.sh_offset, strsec.sh_size)?;
+        let strtab = Strtab::parse(&str_bytes, 0, str_bytes.len(), 0x0).map_err(bad)?;
         for sym in syms.iter() {
             if sym.st_value == 0 || sym.st_shndx == 0 {
                 continue;
@@ -66,14 +109,27 @@ pub fn symbols(module: &Module, names: &[&str]) -> Result<HashMap<String, u64>, 
             let Some(name) = strtab.get_at(sym.st_name) else {
                 continue;
             };
-            // Versioned names ("dlopen@@GLIBC_2.34") appear in .symtab.
-            let name = name.split('@').next().unwrap_or(name);
             if names.contains(&name) && !out.contains_key(name) {
                 out.insert(name.to_string(), base.wrapping_add(sym.st_value));
             }
         }
     }
     Ok(out)
+}
+
+/// Where a file whose lowest mapping starts at `start` is loaded: symbol
+/// values are relative to this (0 for a non-PIE executable).
+pub fn load_base(header: &Header, phdrs: &[ProgramHeader], start: u64) -> u64 {
+    if header.e_type == ET_EXEC {
+        return 0;
+    }
+    let first_load = phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD)
+        .map(|p| p.p_vaddr & !0xfff)
+        .min()
+        .unwrap_or(0);
+    start.wrapping_sub(first_load)
 }
 
 #[cfg(test)]

@@ -247,17 +247,11 @@ fn shim_entry(start: u64) -> Result<u64, AttachError> {
         pid: 0,
         why: format!("the embedded shim does not parse: {e}"),
     })?;
-    let first_load = elf
-        .program_headers
-        .iter()
-        .filter(|p| p.p_type == goblin::elf::program_header::PT_LOAD)
-        .map(|p| p.p_vaddr & !0xfff)
-        .min()
-        .unwrap_or(0);
+    let base = elf::load_base(&elf.header, &elf.program_headers, start);
     elf.dynsyms
         .iter()
         .find(|s| elf.dynstrtab.get_at(s.st_name) == Some("rprof_attach"))
-        .map(|s| start - first_load + s.st_value)
+        .map(|s| base.wrapping_add(s.st_value))
         .ok_or_else(|| AttachError::Inject {
             pid: 0,
             why: "the embedded shim has no rprof_attach".into(),
@@ -488,9 +482,9 @@ fn catch_at_safe_point(
     unplant(tracer, via, &planted);
     // Threads that hit a breakpoint just before it was removed are stopped
     // one byte past the function's entry: put them back on it.
-    let settle = Instant::now() + Duration::from_millis(20);
+    let settle = Instant::now() + Duration::from_millis(3);
     while Instant::now() < settle {
-        match tracer.next_stop(Duration::from_millis(2))? {
+        match tracer.next_stop(Duration::from_millis(1))? {
             None => {}
             Some(Stop::Signal(tid, Signal::SIGTRAP)) if Some(tid) != hit => {
                 let mut regs = tracer.regs(tid)?;
