@@ -94,12 +94,13 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     }
     let h = session.ring().header();
     let v = h.python_version.load(std::sync::atomic::Ordering::Relaxed);
+    let threads = h.threads_hooked.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "rprof: attached to PID {pid} (Python {}.{}.{}, {} threads) in {:.0} ms",
+        "rprof: attached to PID {pid} (Python {}.{}.{}, {threads} thread{}) in {:.0} ms",
         v >> 24,
         (v >> 16) & 0xff,
         (v >> 8) & 0xff,
-        h.threads_hooked.load(std::sync::atomic::Ordering::Relaxed),
+        if threads == 1 { "" } else { "s" },
         attach_latency.as_secs_f64() * 1e3,
     );
 
