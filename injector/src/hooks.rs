@@ -60,6 +60,8 @@ pub static API: GilCell<Option<Api>> = GilCell::new(None);
 pub static CAPTURE: GilCell<Option<Capture>> = GilCell::new(None);
 /// Fast check for the hooks: false when no capture records.
 pub static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The capture installs do-nothing callbacks ([`rprof_abi::Mode::Floor`]).
+static FLOOR: AtomicBool = AtomicBool::new(false);
 
 /// Events of a `sys.monitoring` tool, by the names of `sys.monitoring.events`.
 const MONITORED: [(&CStr, Callback); 9] = [
@@ -83,7 +85,7 @@ enum Callback {
     CRaise = 4,
 }
 
-struct Defs([PyMethodDef; 6]);
+struct Defs([PyMethodDef; 7]);
 // SAFETY: the method definitions are immutable after construction; CPython
 // only reads them.
 unsafe impl Sync for Defs {}
@@ -115,8 +117,10 @@ static DEFS: Defs = Defs([
         thread_bootstrap as *const (),
         api::METH_VARARGS,
     ),
+    def(c"rprof_floor", mon_floor as *const (), api::METH_FASTCALL),
 ]);
 const BOOTSTRAP_DEF: usize = 5;
+const FLOOR_DEF: usize = 6;
 
 const fn def(name: &'static CStr, f: *const (), flags: c_int) -> PyMethodDef {
     PyMethodDef {
@@ -205,6 +209,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     // SAFETY: GIL held.
     let threads = unsafe { count_threads(api) }.saturating_sub(u32::from(agent));
     h.threads_hooked.store(threads, Relaxed);
+    FLOOR.store(
+        writer.header().mode == rprof_abi::Mode::Floor as u32,
+        Relaxed,
+    );
     writer.marker(Kind::Start);
     *slot = Some(Capture {
         writer,
@@ -469,7 +477,7 @@ unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartEr
         if !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
-        set_profile_everywhere(api, Some(profile_cb));
+        set_profile_everywhere(api, Some(native_hook()));
     }
     Ok(())
 }
@@ -539,7 +547,8 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
         }
         let mut callbacks = [ptr::null_mut(); 5];
         for (i, cb) in callbacks.iter_mut().enumerate() {
-            *cb = (api.cfunction_new_ex)(def_ptr(i), ptr::null_mut(), ptr::null_mut());
+            let d = if FLOOR.load(Relaxed) { FLOOR_DEF } else { i };
+            *cb = (api.cfunction_new_ex)(def_ptr(d), ptr::null_mut(), ptr::null_mut());
             if cb.is_null() {
                 (api.err_clear)();
             }
@@ -817,6 +826,26 @@ pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg:
     0
 }
 
+/// The setprofile hook of this capture.
+fn native_hook() -> api::TraceFunc {
+    if FLOOR.load(Relaxed) {
+        floor_cb
+    } else {
+        profile_cb
+    }
+}
+
+/// The floor's setprofile hook: does nothing.
+unsafe extern "C" fn floor_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: PyObj) -> c_int {
+    0
+}
+
+/// The floor's monitoring callback: does nothing.
+unsafe extern "C" fn mon_floor(_m: PyObj, _args: *const PyObj, _nargs: isize) -> PyObj {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe { none() }
+}
+
 /// `None`, as a new reference, for the monitoring callbacks to return.
 #[inline(always)]
 unsafe fn none() -> PyObj {
@@ -912,7 +941,7 @@ unsafe extern "C" fn thread_bootstrap(_m: PyObj, args: PyObj) -> PyObj {
             (api.eval_set_profile)(None, ptr::null_mut());
             return api.new_none();
         }
-        (api.eval_set_profile)(Some(profile_cb), ptr::null_mut());
+        (api.eval_set_profile)(Some(native_hook()), ptr::null_mut());
         if (api.tuple_size)(args) == 3 {
             let frame = (api.tuple_get_item)(args, 0);
             let event = (api.tuple_get_item)(args, 1);

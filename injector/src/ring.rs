@@ -55,6 +55,12 @@ fn timestamp(clock: Clock) -> u64 {
     }
 }
 
+/// The shared `head` is updated once per this many words (64 events), not
+/// per event: the reader polls it from another core, and a store to a
+/// cache line another core keeps reading costs a cross-core transfer each
+/// time. Markers, a full ring and the end of the capture publish at once.
+const PUBLISH_WORDS: u64 = 128;
+
 /// Why the writer stopped accepting events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -73,7 +79,10 @@ pub struct Writer {
     cached_tail: u64,
     clock: Clock,
     policy: FullPolicy,
-    last_tid: u64,
+    /// `pthread_self()` of the thread the last events belong to.
+    last_thread: u64,
+    /// `head` as last published to the reader.
+    published: u64,
     pending_lost: u64,
     abandoned: bool,
 }
@@ -150,7 +159,8 @@ impl Writer {
             cached_tail: h.tail.load(Acquire),
             clock,
             policy,
-            last_tid: 0,
+            last_thread: 0,
+            published: head,
             pending_lost: 0,
             abandoned: false,
         })
@@ -194,9 +204,12 @@ impl Writer {
             self.flush_lost();
         }
         let ts = timestamp(self.clock);
-        let tid = current_tid();
-        if tid != self.last_tid {
-            self.thread_switch(tid);
+        // pthread_self() is one load from the thread pointer; the kernel's
+        // thread id is only looked up when the thread changes.
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as u64;
+        if me != self.last_thread {
+            self.thread_switch(me);
         }
         if !self.reserve(2) {
             return;
@@ -213,16 +226,18 @@ impl Writer {
     }
 
     #[cold]
-    fn thread_switch(&mut self, tid: u64) {
-        if self.write_record(Kind::Thread, 0, &[tid], &[]) {
-            self.last_tid = tid;
+    fn thread_switch(&mut self, me: u64) {
+        if self.write_record(Kind::Thread, 0, &[current_tid()], &[]) {
+            self.last_thread = me;
         }
     }
 
     /// Writes a record that carries only a timestamp (Start, Stop).
     pub fn marker(&mut self, kind: Kind) -> bool {
         let ts = timestamp(self.clock);
-        self.write_record(kind, 0, &[ts], &[])
+        let ok = self.write_record(kind, 0, &[ts], &[]);
+        self.flush();
+        ok
     }
 
     /// Defines a Python function id.
@@ -354,6 +369,8 @@ impl Writer {
     /// Waits until `need` words are free. Gives up, abandoning the capture,
     /// if the reader shows no sign of life for [`READER_TIMEOUT_NS`].
     fn wait_for(&mut self, need: u64) -> Result<(), Refusal> {
+        // The reader can only free what it can see.
+        self.flush();
         let start = monotonic_ns();
         let mut spins = 0u32;
         loop {
@@ -394,6 +411,15 @@ impl Writer {
     #[inline(always)]
     fn publish(&mut self, words: u64) {
         self.head = self.head.wrapping_add(words);
+        if self.head.wrapping_sub(self.published) >= PUBLISH_WORDS {
+            self.flush();
+        }
+    }
+
+    /// Makes every record written so far visible to the reader.
+    #[inline]
+    pub fn flush(&mut self) {
+        self.published = self.head;
         self.header().head.store(self.head, Release);
     }
 }

@@ -97,6 +97,17 @@ pub enum FullPolicy {
     Drop = 1,
 }
 
+/// What the installed hook does.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Record every event.
+    Record = 0,
+    /// Install the hook, but make every callback return at once: the floor
+    /// a benchmark compares the recording hook with.
+    Floor = 1,
+}
+
 /// How long the shim waits for a silent reader before it stops recording.
 pub const READER_TIMEOUT_NS: u64 = 1_000_000_000;
 
@@ -148,7 +159,9 @@ pub struct Header {
     pub full_policy: u32,
     /// Process id of the reader, for diagnostics.
     pub reader_pid: u32,
-    _pad0: [u8; 24],
+    /// [`Mode`]: record, or only measure the hook's own cost.
+    pub mode: u32,
+    _pad0: [u8; 20],
 
     /// Producer cursor, in words (shim).
     pub head: AtomicU64,
@@ -206,7 +219,8 @@ impl Header {
             hook: hook as u32,
             full_policy: full_policy as u32,
             reader_pid,
-            _pad0: [0; 24],
+            mode: Mode::Record as u32,
+            _pad0: [0; 20],
             head: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             wait_ns: AtomicU64::new(0),

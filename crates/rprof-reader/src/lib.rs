@@ -14,6 +14,7 @@
 //!     clock: rprof_reader::clock::preferred(),
 //!     hook: rprof_abi::Hook::Auto,
 //!     full_policy: rprof_abi::FullPolicy::Wait,
+//!     mode: rprof_abi::Mode::Record,
 //! })?;
 //! let mut session = Session::new(ring);
 //! // ... the target loads the shim and records ...
@@ -248,6 +249,7 @@ mod tests {
                 clock: Clock::Monotonic,
                 hook: Hook::Auto,
                 full_policy: FullPolicy::Wait,
+                mode: rprof_abi::Mode::Record,
             },
         )
         .unwrap()

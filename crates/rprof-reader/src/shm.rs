@@ -9,7 +9,7 @@
 
 use crate::ReaderError;
 use memmap2::MmapMut;
-use rprof_abi::{Clock, FullPolicy, Header, Hook, HEADER_BYTES, MIN_CAPACITY_WORDS};
+use rprof_abi::{Clock, FullPolicy, Header, Hook, Mode, HEADER_BYTES, MIN_CAPACITY_WORDS};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,8 @@ pub struct RingConfig {
     pub hook: Hook,
     /// What the shim does when the ring is full.
     pub full_policy: FullPolicy,
+    /// Record, or only install do-nothing hooks (benchmarks).
+    pub mode: Mode,
 }
 
 /// A mapped ring file.
@@ -58,13 +60,14 @@ impl Ring {
         // into the data area, which we never reference, only copy from.
         let mut map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|e| ReaderError::io(format!("cannot map {}", path.display()), e))?;
-        let header = Header::new(
+        let mut header = Header::new(
             words as u64,
             config.clock,
             config.hook,
             config.full_policy,
             std::process::id(),
         );
+        header.mode = config.mode as u32;
         // SAFETY: the map is page aligned and at least HEADER_BYTES long, so
         // it can hold a Header; nothing else has the file open yet.
         unsafe { std::ptr::write(map.as_mut_ptr().cast::<Header>(), header) };
@@ -168,6 +171,7 @@ mod tests {
                 clock: Clock::Monotonic,
                 hook: Hook::Auto,
                 full_policy: FullPolicy::Wait,
+                mode: Mode::Record,
             },
         )
         .unwrap();

@@ -39,6 +39,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
             clock: clock::preferred(),
             hook: config.hook,
             full_policy: config.full_policy,
+            mode: config.mode,
         },
     )?;
     std::os::unix::fs::chown(ring.path(), Some(owner.0), Some(owner.1))

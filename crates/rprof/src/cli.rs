@@ -65,6 +65,11 @@ pub struct OutputArgs {
     /// or `drop` events (counted and reported; the profile is then incomplete).
     #[arg(long, value_enum, default_value_t = FullArg::Wait)]
     pub on_full: FullArg,
+
+    /// Benchmarking only: install the hook but record nothing, to measure
+    /// the hook's own cost (the profile is empty).
+    #[arg(long, hide = true)]
+    pub floor: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +120,7 @@ pub struct CaptureConfig {
     pub hook: rprof_abi::Hook,
     pub ring_bytes: usize,
     pub full_policy: rprof_abi::FullPolicy,
+    pub mode: rprof_abi::Mode,
 }
 
 impl OutputArgs {
@@ -144,6 +150,11 @@ impl OutputArgs {
             full_policy: match self.on_full {
                 FullArg::Wait => rprof_abi::FullPolicy::Wait,
                 FullArg::Drop => rprof_abi::FullPolicy::Drop,
+            },
+            mode: if self.floor {
+                rprof_abi::Mode::Floor
+            } else {
+                rprof_abi::Mode::Record
             },
         })
     }

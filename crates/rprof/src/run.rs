@@ -22,6 +22,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             clock: clock::preferred(),
             hook: capture_config.hook,
             full_policy: capture_config.full_policy,
+            mode: capture_config.mode,
         },
     )?;
     let mut session = Session::new(ring);
