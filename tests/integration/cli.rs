@@ -2,7 +2,7 @@
 //! and exit status passed through, `-m`, clear errors, and what happens when
 //! the reader falls behind or dies.
 
-use crate::util::{self, describe, run, Python};
+use crate::util::{self, describe, run, KillOnDrop, Python};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -296,21 +296,6 @@ fn wait_for(path: &Path, limit: Duration) -> bool {
     false
 }
 
-/// Ends a process by PID when dropped (tests end only what they started).
-struct KillOnDrop(Option<i32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 #[test]
 fn a_stalled_reader_makes_the_target_wait_and_the_profile_stays_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,7 +323,7 @@ fn a_stalled_reader_makes_the_target_wait_and_the_profile_stays_exact() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _guard = KillOnDrop(Some(child.id() as i32));
+    let mut guard = KillOnDrop::new(child.id(), "rprof");
     assert!(wait_for(&go, Duration::from_secs(20)));
     // Freeze the reader while the target fills the 1 MiB ring.
     let pid = child.id().to_string();
@@ -346,6 +331,7 @@ fn a_stalled_reader_makes_the_target_wait_and_the_profile_stays_exact() {
     std::thread::sleep(Duration::from_millis(700));
     Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     let out = child.wait_with_output().unwrap();
+    guard.disarm();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "300000\n");
     let err = stderr(&out);
@@ -380,13 +366,14 @@ fn dropped_events_are_counted_reported_and_fail_the_run() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _guard = KillOnDrop(Some(child.id() as i32));
+    let mut guard = KillOnDrop::new(child.id(), "rprof");
     assert!(wait_for(&pid_file, Duration::from_secs(20)));
     let pid = child.id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     let out = child.wait_with_output().unwrap();
+    guard.disarm();
     assert!(done.exists(), "the target must finish on its own");
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let err = stderr(&out);
@@ -421,7 +408,7 @@ fn the_target_carries_on_when_rprof_is_killed() {
         .trim()
         .parse()
         .unwrap();
-    let _guard = KillOnDrop(Some(target));
+    let _guard = KillOnDrop::new(target as u32, s.display().to_string());
     child.kill().unwrap();
     child.wait().unwrap();
     // With the reader gone the ring fills; the shim must give up waiting

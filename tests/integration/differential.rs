@@ -203,7 +203,6 @@ fn monitoring_hook_matches_cprofile() {
 /// the reference is the same runner with cProfile enabled at the same
 /// points.
 fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::process::Stdio;
 
     let case = format!(
@@ -224,71 +223,13 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = util::KillOnDrop::new(target.id());
-    let mut stdin = target.stdin.take().unwrap();
-    let mut out = BufReader::new(target.stdout.take().unwrap());
-    let mut line = String::new();
-    let wait_line = |out: &mut BufReader<_>, want: &str, line: &mut String| -> bool {
-        loop {
-            line.clear();
-            match out.read_line(line) {
-                Ok(0) | Err(_) => return false,
-                Ok(_) if line.trim_end() == want => return true,
-                Ok(_) => {}
-            }
-        }
-    };
-    if !wait_line(&mut out, "ready", &mut line) {
-        return Some(format!("{case}: the runner did not start"));
-    }
     let ours = dir.join(format!("{}-{}-attached.prof", w.name(), hook.arg()));
-    let mut rprof = util::rprof()
-        .args(["attach", "--hook", hook.arg(), "-o"])
-        .arg(&ours)
-        .arg(target.id().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut rprof_guard = util::KillOnDrop::new(rprof.id());
-    let mut err = BufReader::new(rprof.stderr.take().unwrap());
-    let mut attached = String::new();
-    loop {
-        line.clear();
-        match err.read_line(&mut line) {
-            Ok(0) | Err(_) => {
-                let status = rprof.wait().unwrap();
-                rprof_guard.disarm();
-                return Some(format!(
-                    "{case}: rprof attach failed ({status}): {attached}"
-                ));
-            }
-            Ok(_) => {
-                attached.push_str(&line);
-                if line.contains("attached to PID") {
-                    break;
-                }
-            }
-        }
-    }
-    stdin.write_all(b"g").unwrap();
-    stdin.flush().unwrap();
-    if !wait_line(&mut out, "done", &mut line) {
-        return Some(format!("{case}: the workload did not finish"));
-    }
-    util::signal(rprof.id(), "INT");
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).ok();
-    let status = rprof.wait().unwrap();
-    rprof_guard.disarm();
-    stdin.write_all(b"xx").ok();
-    drop(stdin);
+    let outcome = capture_attached(&mut target, hook, &ours);
+    // Whatever happened, the runner is ended and reaped.
+    let _ = target.kill();
     let _ = target.wait();
-    guard.disarm();
-    if !status.success() {
-        return Some(format!(
-            "{case}: rprof exited with {status}:\n{attached}{rest}"
-        ));
+    if let Err(e) = outcome {
+        return Some(format!("{case}: {e}"));
     }
     if let Some(f) = timing_consistent(&ours, true) {
         return Some(format!("{case}: {f}"));
@@ -337,6 +278,62 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
         ));
     }
     None
+}
+
+/// Drives one attached run of the runner: wait for `ready`, attach, let
+/// the workload run, wait for `done`, detach with SIGINT.
+fn capture_attached(
+    target: &mut std::process::Child,
+    hook: Hook,
+    out: &Path,
+) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+
+    let mut stdin = target.stdin.take().ok_or("no stdin")?;
+    let mut lines = BufReader::new(target.stdout.take().ok_or("no stdout")?).lines();
+    let mut wait_for = |want: &str| lines.by_ref().map_while(Result::ok).any(|l| l == want);
+    if !wait_for("ready") {
+        return Err("the runner did not start".into());
+    }
+    let mut rprof = util::rprof()
+        .args(["attach", "--hook", hook.arg(), "-o"])
+        .arg(out)
+        .arg(target.id().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let result = (|| {
+        let mut err = BufReader::new(rprof.stderr.take().ok_or("no stderr")?);
+        let mut log = String::new();
+        loop {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap_or(0) == 0 {
+                return Err(format!("rprof attach failed: {log}"));
+            }
+            log.push_str(&line);
+            if line.contains("attached to PID") {
+                break;
+            }
+        }
+        stdin.write_all(b"g").map_err(|e| e.to_string())?;
+        stdin.flush().map_err(|e| e.to_string())?;
+        if !wait_for("done") {
+            return Err("the workload did not finish".into());
+        }
+        util::signal(rprof.id(), "INT");
+        err.read_to_string(&mut log).ok();
+        let status = rprof.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("rprof exited with {status}:\n{log}"));
+        }
+        Ok(())
+    })();
+    let _ = rprof.kill();
+    let _ = rprof.wait();
+    stdin.write_all(b"xx").ok();
+    result
 }
 
 fn attached_suite(hook: Hook) {

@@ -227,24 +227,35 @@ pub fn describe(out: &Output) -> String {
 }
 
 /// Ends a process by PID when dropped: tests end only what they started,
-/// by PID. Disarm it once the process has been reaped, so that a PID the
-/// system has reused is never signalled.
-pub struct KillOnDrop(Option<u32>);
+/// by PID. Disarm it once the process has been reaped; and since a PID can
+/// be reused, it only signals a process whose command line still contains
+/// `marker` (a path only our process has).
+pub struct KillOnDrop {
+    pid: Option<u32>,
+    marker: String,
+}
 
 impl KillOnDrop {
-    pub fn new(pid: u32) -> KillOnDrop {
-        KillOnDrop(Some(pid))
+    pub fn new(pid: u32, marker: impl Into<String>) -> KillOnDrop {
+        KillOnDrop {
+            pid: Some(pid),
+            marker: marker.into(),
+        }
     }
 
     /// The process was waited for: nothing to end.
     pub fn disarm(&mut self) {
-        self.0 = None;
+        self.pid = None;
     }
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
+        let Some(pid) = self.pid else {
+            return;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&self.marker) {
             signal(pid, "KILL");
         }
     }
