@@ -15,6 +15,7 @@
 
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::ptr;
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// A `PyObject *`.
 pub type PyObj = *mut c_void;
@@ -42,9 +43,12 @@ pub const PY_TRACE_C_RETURN: c_int = 6;
 
 /// Byte offset of `m_ml` in `PyCFunctionObject` (right after `PyObject_HEAD`).
 const M_ML_OFFSET: usize = 16;
-/// Byte offset of `f_code` in a 3.8 `PyFrameObject` (after `PyObject_VAR_HEAD`
-/// and `f_back`).
+/// Byte offset of `f_code` in a 3.8–3.10 `PyFrameObject` (after
+/// `PyObject_VAR_HEAD` and `f_back`).
 const F_CODE_OFFSET_38: usize = 32;
+const DIRECT_UNKNOWN: u8 = 0;
+const DIRECT_YES: u8 = 1;
+const DIRECT_NO: u8 = 2;
 
 macro_rules! api {
     (required { $( $field:ident : $name:literal => fn($($arg:ty),*) $(-> $ret:ty)? ;)* }
@@ -57,6 +61,9 @@ macro_rules! api {
             pub version: (u32, u32, u32),
             /// Whether `m_ml` can be read at [`M_ML_OFFSET`].
             m_ml_ok: bool,
+            /// Whether `f_code` is read at [`F_CODE_OFFSET_38`] (checked on
+            /// the first frame).
+            f_code_direct: AtomicU8,
             $( pub $field: unsafe extern "C" fn($($arg),*) $(-> $ret)?, )*
             $( pub $ofield: Option<unsafe extern "C" fn($($oarg),*) $(-> $oret)?>, )*
             $( pub $dfield: PyObj, )*
@@ -72,6 +79,7 @@ macro_rules! api {
                 let mut api = Api {
                     version: (0, 0, 0),
                     m_ml_ok: false,
+                    f_code_direct: AtomicU8::new(DIRECT_UNKNOWN),
                     $( $field: {
                         let p = sym(concat!($name, "\0"));
                         if p.is_null() {
@@ -224,6 +232,32 @@ impl Api {
     /// `frame` is a live frame object, GIL held.
     #[inline(always)]
     pub unsafe fn frame_code(&self, frame: PyObj) -> PyObj {
+        // SAFETY: frame is a live frame object (caller).
+        let direct = || unsafe { *(frame.cast::<u8>().add(F_CODE_OFFSET_38) as *const PyObj) };
+        match self.f_code_direct.load(Relaxed) {
+            DIRECT_YES => return direct(),
+            DIRECT_UNKNOWN => {
+                // 3.8–3.10 frames have f_code at a fixed offset; reading it
+                // saves two calls per event. Check once against the API.
+                let ok = match self.frame_get_code {
+                    Some(get) if self.version < (3, 11, 0) => {
+                        // SAFETY: as below.
+                        let code = unsafe { get(frame) };
+                        // SAFETY: we own the reference PyFrame_GetCode gave.
+                        unsafe { (self.py_decref)(code) };
+                        code == direct()
+                    }
+                    None => true,
+                    Some(_) => false,
+                };
+                self.f_code_direct
+                    .store(if ok { DIRECT_YES } else { DIRECT_NO }, Relaxed);
+                if ok {
+                    return direct();
+                }
+            }
+            _ => {}
+        }
         match self.frame_get_code {
             Some(get) => {
                 // SAFETY: PyFrame_GetCode returns a new reference to the
@@ -235,9 +269,8 @@ impl Api {
                     code
                 }
             }
-            // SAFETY: only 3.8 lacks PyFrame_GetCode; its PyFrameObject has
-            // f_code right after PyObject_VAR_HEAD and f_back.
-            None => unsafe { *(frame.cast::<u8>().add(F_CODE_OFFSET_38) as *const PyObj) },
+            // Only 3.8 lacks PyFrame_GetCode, and it takes the direct path.
+            None => direct(),
         }
     }
 

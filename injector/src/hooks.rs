@@ -213,6 +213,7 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
         writer.header().mode == rprof_abi::Mode::Floor as u32,
         Relaxed,
     );
+    NONE.store(api.none, Relaxed);
     writer.marker(Kind::Start);
     *slot = Some(Capture {
         writer,
@@ -849,15 +850,14 @@ unsafe extern "C" fn mon_floor(_m: PyObj, _args: *const PyObj, _nargs: isize) ->
 /// `None`, as a new reference, for the monitoring callbacks to return.
 #[inline(always)]
 unsafe fn none() -> PyObj {
-    // SAFETY: GIL held (caller); the API is resolved before any callback is
-    // registered and never dropped.
-    unsafe {
-        match API.get_ref().as_ref() {
-            Some(api) => api.new_none(),
-            None => ptr::null_mut(),
-        }
-    }
+    // sys.monitoring exists from 3.12 on, where None is immortal (PEP 683):
+    // its reference count is never changed, so no Py_IncRef call is needed.
+    NONE.load(Relaxed)
 }
+
+/// `Py_None`, for the monitoring callbacks.
+static NONE: core::sync::atomic::AtomicPtr<core::ffi::c_void> =
+    core::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
 unsafe extern "C" fn mon_start(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: CPython calls this with the GIL held and `nargs` live args.
