@@ -6,6 +6,7 @@
 //! [`Aggregator::finish`]. Time is kept in integer ticks of the capture's
 //! clock and converted to seconds once, at the end.
 
+use crate::paths::{CallPaths, PathLimits, PathRecorder, NO_NODE};
 use crate::{CallStats, FuncId, Function, FunctionStats, Profile};
 use rustc_hash::FxHashMap;
 
@@ -35,6 +36,10 @@ struct Frame {
     subt: i64,
     /// Index of the (caller, entry) edge, or [`NO_SUBENTRY`].
     sub: u32,
+    /// Call-path node, or [`NO_NODE`].
+    node: u32,
+    /// The call was folded into an ancestor's path node.
+    folded: bool,
 }
 
 #[derive(Default, Debug)]
@@ -45,6 +50,8 @@ struct ThreadState {
     level: Vec<i32>,
     /// Recursion level per edge on this thread.
     sub_level: Vec<i32>,
+    /// This thread's index in the path recorder, once it has one.
+    path_thread: Option<u32>,
 }
 
 impl ThreadState {
@@ -85,6 +92,8 @@ pub struct Aggregator {
     current_tid: u64,
     current: ThreadState,
     seconds_per_tick: f64,
+    paths: Option<PathRecorder>,
+    thread_names: FxHashMap<u64, String>,
 }
 
 impl Default for Aggregator {
@@ -112,7 +121,20 @@ impl Aggregator {
             current_tid: 0,
             current: ThreadState::default(),
             seconds_per_tick,
+            paths: None,
+            thread_names: FxHashMap::default(),
         }
+    }
+
+    /// Also records exact call paths (and, if `limits.max_spans > 0`, the
+    /// timeline), returned by [`finish_with_paths`](Self::finish_with_paths).
+    pub fn record_paths(&mut self, limits: PathLimits) {
+        self.paths = Some(PathRecorder::new(limits));
+    }
+
+    /// Names a thread (as Python names it).
+    pub fn name_thread(&mut self, tid: u64, name: String) {
+        self.thread_names.insert(tid, name);
     }
 
     /// Changes the tick length; only meaningful before [`finish`](Self::finish).
@@ -176,11 +198,29 @@ impl Aggregator {
             }
             None => NO_SUBENTRY,
         };
+        let (node, folded) = match &mut self.paths {
+            None => (NO_NODE, false),
+            Some(p) => {
+                let th = match self.current.path_thread {
+                    Some(th) => th,
+                    None => {
+                        let th = p.thread(self.current_tid);
+                        self.current.path_thread = Some(th);
+                        th
+                    }
+                };
+                let parent = self.current.stack.last().map_or(NO_NODE, |f| f.node);
+                let n = p.enter(th, parent, func, self.current.stack.len(), t);
+                (n, n == parent)
+            }
+        };
         self.current.stack.push(Frame {
             entry: func,
             t0: t,
             subt: 0,
             sub,
+            node,
+            folded,
         });
     }
 
@@ -206,6 +246,19 @@ impl Aggregator {
     fn stop(&mut self, frame: Frame, func: FuncId, t: u64) {
         let tt = (t as i64).wrapping_sub(frame.t0 as i64);
         let it = tt.saturating_sub(frame.subt);
+        if let Some(p) = &mut self.paths {
+            let span = match (p.wants_spans(), self.current.path_thread) {
+                (true, Some(th)) => Some((
+                    th,
+                    frame.entry,
+                    frame.t0,
+                    t,
+                    self.current.stack.len() as u32,
+                )),
+                _ => None,
+            };
+            p.stop(frame.node, frame.folded, tt, it, span);
+        }
         let caller = match self.current.stack.last_mut() {
             Some(prev) => {
                 prev.subt = prev.subt.saturating_add(tt);
@@ -255,7 +308,13 @@ impl Aggregator {
 
     /// Ends the capture at tick `t`: every frame still open on any thread
     /// returns now (`flush_unmatched`), and the statistics are built.
-    pub fn finish(mut self, t: u64) -> Profile {
+    pub fn finish(self, t: u64) -> Profile {
+        self.finish_with_paths(t).0
+    }
+
+    /// Like [`finish`](Self::finish), and also returns the call paths if
+    /// [`record_paths`](Self::record_paths) was called.
+    pub fn finish_with_paths(mut self, t: u64) -> (Profile, Option<CallPaths>) {
         let mut tids: Vec<u64> = self.threads.keys().copied().collect();
         tids.push(self.current_tid);
         tids.sort_unstable();
@@ -266,7 +325,14 @@ impl Aggregator {
                 self.stop(frame, frame.entry, t);
             }
         }
-        self.build()
+        let paths = self.paths.take().map(|p| {
+            let mut paths = p.finish(self.functions.clone(), self.seconds_per_tick, t);
+            for th in &mut paths.threads {
+                th.name = self.thread_names.get(&th.tid).cloned();
+            }
+            paths
+        });
+        (self.build(), paths)
     }
 
     fn build(self) -> Profile {
@@ -310,6 +376,7 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PathNode;
 
     fn f(name: &str) -> Function {
         Function::python("t.py", 1, name)
@@ -470,5 +537,96 @@ mod tests {
         let p = a.finish(2);
         assert_eq!(p.functions.len(), 1);
         assert_eq!(p.total_calls(), 1);
+    }
+
+    fn paths_agree_with(p: &Profile, paths: &CallPaths) {
+        use std::collections::HashMap;
+        let mut calls: HashMap<&Function, u64> = HashMap::new();
+        let mut self_total = 0.0;
+        for th in &paths.threads {
+            for n in &th.nodes {
+                *calls.entry(&paths.functions[n.func as usize]).or_default() += n.calls;
+                self_total += n.self_time;
+            }
+        }
+        for f in &p.functions {
+            assert_eq!(
+                calls.get(&f.func).copied().unwrap_or(0),
+                f.totals.ncalls,
+                "{:?}",
+                f.func
+            );
+        }
+        assert!(
+            (self_total - p.total_time()).abs() < 1e-12,
+            "{self_total} vs {}",
+            p.total_time()
+        );
+    }
+
+    #[test]
+    fn call_paths_split_a_function_by_caller_and_keep_totals() {
+        let (mut a, x, y, z) = agg();
+        a.record_paths(PathLimits {
+            max_spans: 100,
+            ..PathLimits::default()
+        });
+        // x -> y -> z, then x -> z directly, then y -> y -> y (recursion).
+        a.enter(x, 0);
+        a.enter(y, 1);
+        a.enter(z, 2);
+        a.leave(z, 4);
+        a.leave(y, 5);
+        a.enter(z, 6);
+        a.leave(z, 9);
+        a.leave(x, 10);
+        a.enter(y, 20);
+        a.enter(y, 21);
+        a.enter(y, 22);
+        a.leave(y, 23);
+        a.leave(y, 24);
+        a.leave(y, 25);
+        let (p, paths) = a.finish_with_paths(30);
+        let paths = paths.unwrap();
+        paths_agree_with(&p, &paths);
+        let th = &paths.threads[0];
+        // Paths: x, x;y, x;y;z, x;z, y, y;y, y;y;y
+        assert_eq!(th.nodes.len(), 7);
+        let name = |n: &PathNode| paths.functions[n.func as usize].name.clone();
+        let z_paths: Vec<_> = th.nodes.iter().filter(|n| name(n) == "z").collect();
+        assert_eq!(z_paths.len(), 2);
+        assert!(z_paths.iter().all(|n| n.calls == 1));
+        // The timeline holds every call, properly nested.
+        assert_eq!(th.spans.len(), 7);
+        let outer = th
+            .spans
+            .iter()
+            .find(|s| s.depth == 0 && name(&th.nodes[0]) == "x")
+            .unwrap();
+        assert!((outer.end - outer.start - 10e-9).abs() < 1e-15);
+    }
+
+    #[test]
+    fn path_limits_fold_and_say_so() {
+        let (mut a, x, _, _) = agg();
+        a.record_paths(PathLimits {
+            max_depth: 3,
+            max_nodes: 100,
+            max_spans: 2,
+        });
+        for i in 0..10 {
+            a.enter(x, i);
+        }
+        for i in 0..10 {
+            a.leave(x, 10 + i);
+        }
+        let (p, paths) = a.finish_with_paths(20);
+        let paths = paths.unwrap();
+        assert_eq!(paths.threads[0].nodes.len(), 3);
+        assert_eq!(paths.truncation.depth_folded, 7);
+        assert_eq!(paths.truncation.spans_dropped, 8);
+        // Self time is kept even where calls are folded.
+        let self_total: f64 = paths.threads[0].nodes.iter().map(|n| n.self_time).sum();
+        assert!((self_total - p.total_time()).abs() < 1e-12);
     }
 }

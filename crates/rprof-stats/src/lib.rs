@@ -32,8 +32,10 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+pub mod paths;
 
 pub use aggregate::Aggregator;
+pub use paths::{CallPaths, PathLimits, PathNode, Span, ThreadPaths, Truncation};
 
 /// A profiled function, keyed exactly as cProfile keys it in a `.prof` file:
 /// `(filename, firstlineno, funcname)` for Python code and
