@@ -153,6 +153,9 @@ api! {
     cfunction_get_self: "PyCFunction_GetSelf" => fn(PyObj) -> PyObj;
     cfunction_get_function: "PyCFunction_GetFunction" => fn(PyObj) -> *const c_void;
     gil_ensure: "PyGILState_Ensure" => fn() -> c_int;
+    import_get_module_dict: "PyImport_GetModuleDict" => fn() -> PyObj;
+    dict_get_item_string: "PyDict_GetItemString" => fn(PyObj, *const c_char) -> PyObj;
+    dict_next: "PyDict_Next" => fn(PyObj, *mut isize, *mut PyObj, *mut PyObj) -> c_int;
     gil_release: "PyGILState_Release" => fn(c_int);
     }
     optional {

@@ -264,7 +264,10 @@ pub unsafe fn stop() {
         return;
     };
     // SAFETY: GIL held.
-    unsafe { uninstall(api, cap) };
+    unsafe {
+        uninstall(api, cap);
+        name_threads(api, cap);
+    }
     if !cap.writer.is_abandoned() {
         cap.writer.marker(Kind::Stop);
         cap.writer
@@ -275,6 +278,43 @@ pub unsafe fn stop() {
     // SAFETY: GIL held.
     unsafe { cap.table.clear(api) };
     *slot = None;
+}
+
+/// Writes the name of every thread `threading` knows (its `_active` map:
+/// `_native_id` and `_name`, plain attributes, so no Python code runs), for
+/// the outputs that show threads by name.
+unsafe fn name_threads(api: &Api, cap: &mut Capture) {
+    // SAFETY: GIL held (caller); every reference is borrowed (module dict,
+    // dict items) or released; the current exception is saved.
+    unsafe {
+        let _saved = api::SavedError::save(api);
+        let modules = (api.import_get_module_dict)();
+        if modules.is_null() {
+            return;
+        }
+        let threading = (api.dict_get_item_string)(modules, c"threading".as_ptr());
+        if threading.is_null() {
+            return;
+        }
+        let active = (api.getattr_string)(threading, c"_active".as_ptr());
+        if active.is_null() {
+            (api.err_clear)();
+            return;
+        }
+        let mut pos: isize = 0;
+        let mut key = ptr::null_mut();
+        let mut thread = ptr::null_mut();
+        while (api.dict_next)(active, &mut pos, &mut key, &mut thread) != 0 {
+            let (Some(tid), Some(name)) = (
+                api.attr_long(thread, c"_native_id"),
+                api.attr_str(thread, c"_name"),
+            ) else {
+                continue;
+            };
+            cap.writer.thread_name(tid as u64, &name);
+        }
+        (api.py_decref)(active);
+    }
 }
 
 /// Number of thread states of the main interpreter.

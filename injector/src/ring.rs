@@ -249,6 +249,13 @@ impl Writer {
         self.write_record(Kind::DefPython, id, &[line, lens], &[file, name])
     }
 
+    /// Names a thread.
+    #[cold]
+    pub fn thread_name(&mut self, tid: u64, name: &[u8]) -> bool {
+        let name = clip(name);
+        self.write_record(Kind::ThreadName, 0, &[tid, name.len() as u64], &[name])
+    }
+
     /// Defines a builtin id.
     #[cold]
     pub fn def_builtin(&mut self, id: u32, label: &[u8]) -> bool {

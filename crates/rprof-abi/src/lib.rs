@@ -317,6 +317,9 @@ pub enum Kind {
     Start = 21,
     /// The capture ends: payload `[timestamp]`; nothing follows.
     Stop = 22,
+    /// Names a thread: payload native thread id, name length, then the
+    /// UTF-8 name, zero-padded.
+    ThreadName = 23,
 }
 
 impl Kind {
@@ -335,6 +338,7 @@ impl Kind {
             20 => Kind::Lost,
             21 => Kind::Start,
             22 => Kind::Stop,
+            23 => Kind::ThreadName,
             _ => return None,
         })
     }

@@ -49,6 +49,13 @@ pub enum Record {
         /// How many.
         count: u64,
     },
+    /// A thread's name.
+    ThreadName {
+        /// Native thread id.
+        tid: u64,
+        /// Its name.
+        name: String,
+    },
     /// The capture started.
     Start {
         /// Timestamp.
@@ -142,6 +149,17 @@ pub fn decode(words: &[u64]) -> Result<Option<(Record, usize)>, DecodeError> {
                 file: String::from_utf8_lossy(&bytes[..file_len]).into_owned(),
                 line,
                 name: String::from_utf8_lossy(&bytes[file_len..]).into_owned(),
+            }
+        }
+        Kind::ThreadName => {
+            if body.len() < 2 {
+                return Err(bad);
+            }
+            let len = usize::try_from(body[1]).ok();
+            let bytes = strings(&body[2..], len)?;
+            Record::ThreadName {
+                tid: body[0],
+                name: String::from_utf8_lossy(&bytes).into_owned(),
             }
         }
         Kind::DefBuiltin => {

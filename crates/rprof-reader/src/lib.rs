@@ -36,7 +36,7 @@ pub use shm::{Ring, RingConfig};
 pub use stream::Stream;
 
 use rprof_abi::{state, Clock, Hook};
-use rprof_stats::Profile;
+use rprof_stats::{CallPaths, PathLimits, Profile};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Errors of the reader.
@@ -109,6 +109,8 @@ impl Summary {
 pub struct Capture {
     /// The statistics.
     pub profile: Profile,
+    /// The exact call paths, if [`Session::record_paths`] asked for them.
+    pub paths: Option<CallPaths>,
     /// What happened.
     pub summary: Summary,
 }
@@ -135,6 +137,12 @@ impl Session {
             calibration: clock::Sample::now(),
             corrupt: None,
         }
+    }
+
+    /// Also records exact call paths and, with `limits.max_spans > 0`, the
+    /// timeline of calls.
+    pub fn record_paths(&mut self, limits: PathLimits) {
+        self.stream.record_paths(limits);
     }
 
     /// The ring.
@@ -226,8 +234,10 @@ impl Session {
             shim_error: (st == state::FAILED).then_some(error),
             corrupt: self.corrupt,
         };
+        let (profile, paths) = self.stream.finish_with_paths(spt);
         Capture {
-            profile: self.stream.finish(spt),
+            profile,
+            paths,
             summary,
         }
     }

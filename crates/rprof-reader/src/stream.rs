@@ -5,7 +5,7 @@
 use crate::decode::{decode, Record};
 use crate::ReaderError;
 use rprof_abi::Kind;
-use rprof_stats::{Aggregator, FuncId, Function, Profile};
+use rprof_stats::{Aggregator, CallPaths, FuncId, Function, PathLimits, Profile};
 
 /// Highest function id the reader accepts; more would mean a runaway or
 /// hostile shim.
@@ -99,6 +99,7 @@ impl Stream {
             }
             Record::DefBuiltin { id, label } => self.define(id, Function::builtin(label))?,
             Record::Thread { tid } => self.agg.switch_thread(tid),
+            Record::ThreadName { tid, name } => self.agg.name_thread(tid, name),
             Record::Lost { count } => self.lost = self.lost.saturating_add(count),
             Record::Start { ts } => {
                 self.first_ts.get_or_insert(ts);
@@ -133,11 +134,22 @@ impl Stream {
         self.stop_ts.unwrap_or(self.last_ts)
     }
 
+    /// Also records exact call paths (see [`rprof_stats::paths`]).
+    pub fn record_paths(&mut self, limits: PathLimits) {
+        self.agg.record_paths(limits);
+    }
+
     /// Closes open frames at [`end`](Self::end) and builds the statistics,
     /// with ticks of `seconds_per_tick`.
-    pub fn finish(mut self, seconds_per_tick: f64) -> Profile {
+    pub fn finish(self, seconds_per_tick: f64) -> Profile {
+        self.finish_with_paths(seconds_per_tick).0
+    }
+
+    /// Like [`finish`](Self::finish), with the call paths if they were
+    /// recorded.
+    pub fn finish_with_paths(mut self, seconds_per_tick: f64) -> (Profile, Option<CallPaths>) {
         self.agg.set_tick_seconds(seconds_per_tick);
         let end = self.end();
-        self.agg.finish(end)
+        self.agg.finish_with_paths(end)
     }
 }
