@@ -10,6 +10,9 @@ use crate::paths::{CallPaths, PathLimits, PathRecorder, NO_NODE};
 use crate::{CallStats, FuncId, Function, FunctionStats, Profile};
 use rustc_hash::FxHashMap;
 
+/// Entries of the caller→callee edge cache (a power of two).
+const SUB_CACHE: usize = 4096;
+
 /// Marks a frame that had no caller on its thread's stack when it was entered.
 const NO_SUBENTRY: u32 = u32::MAX;
 
@@ -55,6 +58,7 @@ struct ThreadState {
 }
 
 impl ThreadState {
+    #[inline]
     fn level(&mut self, f: FuncId) -> &mut i32 {
         let i = f as usize;
         if i >= self.level.len() {
@@ -63,6 +67,7 @@ impl ThreadState {
         &mut self.level[i]
     }
 
+    #[inline]
     fn sub_level(&mut self, s: u32) -> &mut i32 {
         let i = s as usize;
         if i >= self.sub_level.len() {
@@ -87,6 +92,8 @@ pub struct Aggregator {
     /// function only pops the stack.
     entered: Vec<bool>,
     sub_index: FxHashMap<(FuncId, FuncId), u32>,
+    /// Direct-mapped cache in front of `sub_index`: (caller, callee, edge).
+    sub_cache: Box<[(FuncId, FuncId, u32)]>,
     subs: Vec<(FuncId, FuncId, Counters)>,
     threads: FxHashMap<u64, ThreadState>,
     current_tid: u64,
@@ -116,6 +123,7 @@ impl Aggregator {
             entries: Vec::new(),
             entered: Vec::new(),
             sub_index: FxHashMap::default(),
+            sub_cache: vec![(u32::MAX, u32::MAX, 0); SUB_CACHE].into_boxed_slice(),
             subs: Vec::new(),
             threads: FxHashMap::default(),
             current_tid: 0,
@@ -243,6 +251,7 @@ impl Aggregator {
 
     /// `Stop` in `_lsprof.c`: the frame on top of the stack (already popped)
     /// ends, charged to `func`.
+    #[inline]
     fn stop(&mut self, frame: Frame, func: FuncId, t: u64) {
         let tt = (t as i64).wrapping_sub(frame.t0 as i64);
         let it = tt.saturating_sub(frame.subt);
@@ -297,7 +306,20 @@ impl Aggregator {
         }
     }
 
+    #[inline]
     fn subentry(&mut self, caller: FuncId, callee: FuncId) -> u32 {
+        let slot = (caller.wrapping_mul(0x9e37_79b1) ^ callee) as usize & (SUB_CACHE - 1);
+        let (c, e, s) = self.sub_cache[slot];
+        if c == caller && e == callee {
+            return s;
+        }
+        let s = self.subentry_slow(caller, callee);
+        self.sub_cache[slot] = (caller, callee, s);
+        s
+    }
+
+    #[inline(never)]
+    fn subentry_slow(&mut self, caller: FuncId, callee: FuncId) -> u32 {
         let next = self.subs.len() as u32;
         let subs = &mut self.subs;
         *self.sub_index.entry((caller, callee)).or_insert_with(|| {

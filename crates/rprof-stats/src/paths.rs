@@ -115,6 +115,8 @@ pub struct CallPaths {
 }
 
 pub(crate) const NO_NODE: u32 = u32::MAX;
+/// Entries of the parent→child cache (a power of two).
+const CHILD_CACHE: usize = 8192;
 
 #[derive(Clone, Copy, Debug)]
 struct RawNode {
@@ -140,6 +142,8 @@ pub(crate) struct PathRecorder {
     limits: PathLimits,
     nodes: Vec<RawNode>,
     children: FxHashMap<(u32, FuncId), u32>,
+    /// Direct-mapped cache in front of `children`: (parent key, func, node).
+    child_cache: Box<[(u32, FuncId, u32)]>,
     /// Thread index → (tid, outermost-call lookup parent key, spans).
     threads: Vec<(u64, Vec<RawSpan>)>,
     thread_index: FxHashMap<u64, u32>,
@@ -154,6 +158,7 @@ impl PathRecorder {
             limits,
             nodes: Vec::new(),
             children: FxHashMap::default(),
+            child_cache: vec![(u32::MAX, u32::MAX, 0); CHILD_CACHE].into_boxed_slice(),
             threads: Vec::new(),
             thread_index: FxHashMap::default(),
             spans: 0,
@@ -195,7 +200,13 @@ impl PathRecorder {
         } else {
             parent
         };
+        let slot = (key_parent.wrapping_mul(0x9e37_79b1) ^ func) as usize & (CHILD_CACHE - 1);
+        let (p, f, n) = self.child_cache[slot];
+        if p == key_parent && f == func {
+            return n;
+        }
         if let Some(&n) = self.children.get(&(key_parent, func)) {
+            self.child_cache[slot] = (key_parent, func, n);
             return n;
         }
         if self.nodes.len() >= self.limits.max_nodes as usize {
@@ -212,6 +223,7 @@ impl PathRecorder {
             total_ticks: 0,
         });
         self.children.insert((key_parent, func), n);
+        self.child_cache[slot] = (key_parent, func, n);
         n
     }
 
