@@ -68,6 +68,7 @@ impl Workdir {
         target: &Path,
         owner: Option<(u32, u32)>,
     ) -> Result<Workdir, ControllerError> {
+        sweep_stale(local);
         let mut builder = tempfile::Builder::new();
         builder
             .prefix("rprof-")
@@ -135,6 +136,49 @@ impl Workdir {
     /// The ring's path as the target sees it.
     pub fn target_ring(&self) -> PathBuf {
         self.target_dir.join(RING_NAME)
+    }
+}
+
+/// Removes the directories of earlier rprof runs that were killed before
+/// they could clean up: those whose ring names a reader process that no
+/// longer exists, or that never got a ring and are over a minute old.
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let is_ours = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("rprof-"))
+            && e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_ours {
+            continue;
+        }
+        let head = std::fs::File::open(dir.join(RING_NAME)).and_then(|mut f| {
+            let mut bytes = [0u8; 64];
+            std::io::Read::read_exact(&mut f, &mut bytes).map(|_| bytes)
+        });
+        let stale = match head {
+            Ok(bytes) => {
+                let at = std::mem::offset_of!(rprof_abi::Header, reader_pid);
+                let pid = bytes
+                    .get(at..at + 4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                bytes.starts_with(&rprof_abi::MAGIC)
+                    && pid.is_some_and(|p| p != 0 && !Path::new(&format!("/proc/{p}")).exists())
+            }
+            Err(_) => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(60)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
 

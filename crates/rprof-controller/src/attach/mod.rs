@@ -156,9 +156,22 @@ impl Target {
 
     /// Where a file the target must open should go, as we can reach it:
     /// the target's `/dev/shm` (or `/tmp`) through `/proc/PID/root`.
+    ///
+    /// When the target shares rprof's mount namespace, the plain path is
+    /// used: `/proc/PID/root` vanishes with the target, and rprof must still
+    /// be able to remove its files if the target exits first.
     pub fn shared_dir(&self) -> (String, std::path::PathBuf) {
+        let same_ns = {
+            let ours = std::fs::read_link("/proc/self/ns/mnt");
+            let theirs = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid));
+            matches!((ours, theirs), (Ok(a), Ok(b)) if a == b)
+        };
         for dir in ["/dev/shm", "/tmp"] {
-            let local = proc::in_target_root(self.pid, dir);
+            let local = if same_ns {
+                std::path::PathBuf::from(dir)
+            } else {
+                proc::in_target_root(self.pid, dir)
+            };
             if local.is_dir() {
                 return (dir.to_string(), local);
             }
