@@ -124,6 +124,7 @@ api! {
     py_decref: "Py_DecRef" => fn(PyObj);
     eval_set_profile: "PyEval_SetProfile" => fn(Option<TraceFunc>, PyObj);
     interp_head: "PyInterpreterState_Head" => fn() -> PyObj;
+    thread_get: "PyThreadState_Get" => fn() -> PyObj;
     interp_thread_head: "PyInterpreterState_ThreadHead" => fn(PyObj) -> PyObj;
     thread_next: "PyThreadState_Next" => fn(PyObj) -> PyObj;
     thread_swap: "PyThreadState_Swap" => fn(PyObj) -> PyObj;

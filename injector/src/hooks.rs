@@ -148,9 +148,8 @@ struct SetProfile {
     threading: PyObj,
     previous_thread_hook: PyObj,
     bootstrap: PyObj,
-    /// Python-level profile functions threads had before (thread state,
-    /// owned callable), put back on stop.
-    previous: Vec<(PyObj, PyObj)>,
+    /// Profile functions threads had before, put back on stop.
+    previous: Vec<Previous>,
 }
 
 /// One capture: the ring, the interned functions and what was installed.
@@ -370,114 +369,117 @@ unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
     }
 }
 
-/// The Python-level profile functions (`sys.setprofile`) of every thread,
-/// found by making each thread state current in turn (3.8–3.11, where that
-/// only sets a pointer) and asking `sys.getprofile()`. A C-level profiler
-/// (cProfile before 3.12) cannot be put back afterwards, so its presence is
-/// an error rather than something to override.
-unsafe fn previous_profilers(api: &Api) -> Result<Vec<(PyObj, PyObj)>, StartError> {
+/// A profile function a thread had before the capture: thread state,
+/// `c_profilefunc`, `c_profileobj` (owned).
+type Previous = (PyObj, Option<api::TraceFunc>, PyObj);
+
+/// The profile functions every thread has now (`sys.setprofile` ones or
+/// C-level ones alike), so that they can be put back on stop.
+///
+/// No API reads another thread's profile function, so the two fields are
+/// located at run time instead of from a per-version table: the calling
+/// thread installs a probe function with a fresh sentinel object, and the
+/// words of its own `PyThreadState` that hold them give the offsets. If
+/// the probe fails, nothing is saved and nothing is read.
+unsafe fn previous_profilers(api: &Api) -> Vec<Previous> {
     let mut found = Vec::new();
-    // SAFETY: GIL held (caller); each swap is undone before the next.
+    // SAFETY: GIL held (caller). The probe is installed and removed on the
+    // calling thread only; we read at most PROBE_WORDS words of each live
+    // thread state, which are heap (or runtime) allocations larger than
+    // that, and only at offsets verified on our own thread state.
     unsafe {
-        let sys = (api.import_module)(c"sys".as_ptr());
-        if sys.is_null() {
+        let me = (api.thread_get)();
+        // A fresh object (ints this large are never cached).
+        let sentinel = (api.long_from_long)(0x7270_726f);
+        if me.is_null() || sentinel.is_null() {
             (api.err_clear)();
-            return Ok(found);
+            return found;
         }
-        let get = (api.getattr_string)(sys, c"getprofile".as_ptr());
-        (api.py_decref)(sys);
-        if get.is_null() {
-            (api.err_clear)();
-            return Ok(found);
+        (api.eval_set_profile)(Some(probe_cb), sentinel);
+        let words = me as *const usize;
+        let mut off_func = None;
+        let mut off_obj = None;
+        for i in 0..PROBE_WORDS {
+            let w = *words.add(i);
+            if w == probe_cb as *const () as usize && off_func.is_none() {
+                off_func = Some(i);
+            }
+            if w == sentinel as usize && off_obj.is_none() {
+                off_obj = Some(i);
+            }
         }
+        (api.eval_set_profile)(None, ptr::null_mut());
+        (api.py_decref)(sentinel);
+        let (Some(of), Some(oo)) = (off_func, off_obj) else {
+            return found;
+        };
         let interp = (api.interp_head)();
         let mut t = if interp.is_null() {
             ptr::null_mut()
         } else {
             (api.interp_thread_head)(interp)
         };
-        let mut refused = false;
         while !t.is_null() {
-            let me = (api.thread_swap)(t);
-            let obj = api.call(get, &[]);
-            (api.thread_swap)(me);
-            if !obj.is_null() {
-                if obj == api.none {
-                    (api.py_decref)(obj);
-                } else if api_callable(api, obj) {
-                    found.push((t, obj));
-                } else {
-                    (api.py_decref)(obj);
-                    refused = true;
+            let w = t as *const usize;
+            let func = *w.add(of);
+            let obj = *w.add(oo) as PyObj;
+            if func != 0 && t != me {
+                if !obj.is_null() {
+                    (api.py_incref)(obj);
                 }
+                let func: api::TraceFunc = core::mem::transmute::<usize, api::TraceFunc>(func);
+                found.push((t, Some(func), obj));
             }
             t = (api.thread_next)(t);
         }
-        (api.py_decref)(get);
-        if refused {
-            restore_profilers(api, &[]);
-            for (_, obj) in &found {
-                (api.py_decref)(*obj);
-            }
-            return Err("the target is already being profiled by cProfile or another C-level profiler; stop it first (or use --hook monitoring on Python 3.12+)");
-        }
     }
-    Ok(found)
+    found
 }
 
-unsafe fn api_callable(api: &Api, obj: PyObj) -> bool {
-    // SAFETY: GIL held (caller); obj is live.
-    unsafe {
-        let call = (api.getattr_string)(obj, c"__call__".as_ptr());
-        if call.is_null() {
-            (api.err_clear)();
-            return false;
-        }
-        (api.py_decref)(call);
-        true
-    }
+/// How far into a `PyThreadState` the probe looks for the profile fields
+/// (they are within the first few dozen words in every CPython 3).
+const PROBE_WORDS: usize = 64;
+
+unsafe extern "C" fn probe_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: PyObj) -> c_int {
+    0
 }
 
 /// Puts back profile functions found by [`previous_profilers`] on the
 /// threads that still exist, and releases the references.
-unsafe fn restore_profilers(api: &Api, previous: &[(PyObj, PyObj)]) {
+unsafe fn restore_profilers(api: &Api, previous: &[Previous]) {
     if previous.is_empty() {
         return;
     }
-    // SAFETY: GIL held (caller); thread states are only used if they are
-    // still in the interpreter's list; each swap is undone.
+    // SAFETY: GIL held (caller); thread states are only used while they
+    // are still in the interpreter's list; a swap (3.8 only) is undone.
     unsafe {
-        let sys = (api.import_module)(c"sys".as_ptr());
-        let set = if sys.is_null() {
-            ptr::null_mut()
-        } else {
-            let s = (api.getattr_string)(sys, c"setprofile".as_ptr());
-            (api.py_decref)(sys);
-            s
-        };
-        (api.err_clear)();
         let interp = (api.interp_head)();
         let mut t = if interp.is_null() {
             ptr::null_mut()
         } else {
             (api.interp_thread_head)(interp)
         };
-        while !t.is_null() && !set.is_null() {
-            if let Some((_, obj)) = previous.iter().find(|(ts, _)| *ts == t) {
-                let me = (api.thread_swap)(t);
-                let r = api.call(set, &[*obj]);
-                (api.thread_swap)(me);
-                if !r.is_null() {
-                    (api.py_decref)(r);
+        while !t.is_null() {
+            if let Some((_, func, obj)) = previous.iter().find(|(ts, _, _)| *ts == t) {
+                match api.eval_set_profile_tstate {
+                    Some(set) => {
+                        if set(t, *func, *obj) < 0 {
+                            (api.err_clear)();
+                        }
+                    }
+                    None => {
+                        let me = (api.thread_swap)(t);
+                        (api.eval_set_profile)(*func, *obj);
+                        (api.thread_swap)(me);
+                    }
                 }
             }
             t = (api.thread_next)(t);
         }
-        if !set.is_null() {
-            (api.py_decref)(set);
-        }
-        for (_, obj) in previous {
-            (api.py_decref)(*obj);
+        for (_, _, obj) in previous {
+            if !obj.is_null() {
+                (api.py_decref)(*obj);
+            }
         }
     }
 }
@@ -509,11 +511,9 @@ unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             bootstrap,
             previous: Vec::new(),
         });
-        if api.eval_set_profile_all.is_none() {
-            let found = previous_profilers(api)?;
-            if let Some(sp) = cap.setprofile.as_mut() {
-                sp.previous = found;
-            }
+        let found = previous_profilers(api);
+        if let Some(sp) = cap.setprofile.as_mut() {
+            sp.previous = found;
         }
         if !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
