@@ -80,6 +80,11 @@ pub fn summarize(capture: &Capture) -> bool {
     if let Some(c) = &s.corrupt {
         eprintln!("rprof: warning: {c}");
     }
+    if !s.stopped_cleanly && s.events > 0 && s.corrupt.is_none() {
+        eprintln!(
+            "rprof: warning: the capture ended without the target's end-of-stream record (it exited abruptly); up to 63 of its last events may be missing"
+        );
+    }
     if s.abandoned {
         eprintln!("rprof: warning: the target stopped recording because rprof did not keep up");
     }
