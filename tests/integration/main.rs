@@ -9,4 +9,5 @@
 mod attach;
 mod cli;
 mod differential;
+mod formats;
 mod util;

@@ -69,4 +69,37 @@ pub enum FormatError {
         /// The keys it is a prefix of, comma-separated.
         candidates: String,
     },
+
+    /// An output format name that rprof does not know.
+    #[error("unknown output format {name:?}; use one of {valid}")]
+    UnknownFormat {
+        /// The name as given.
+        name: String,
+        /// The accepted names, comma-separated.
+        valid: String,
+    },
+
+    /// A call-path format was asked for, but the capture recorded no call
+    /// paths.
+    #[error(
+        "the {format} output needs the call paths of the capture, and none were recorded; \
+         this is a bug in the program that asked for it (it must record call paths when \
+         `OutputFormat::needs_paths` says so), please report it, and meanwhile write a \
+         pstats file (`-o profile.prof`) instead"
+    )]
+    MissingPaths {
+        /// The format's name.
+        format: &'static str,
+    },
+
+    /// A flame graph of a capture in which nothing has a nonzero width.
+    #[error(
+        "nothing to draw in the flame graph: no call path has a nonzero {metric}; profile \
+         for longer or while the program is busy, or write another format (for example \
+         `-o profile.prof`)"
+    )]
+    EmptyFlamegraph {
+        /// What the widths would have measured ("self time", "call count").
+        metric: &'static str,
+    },
 }

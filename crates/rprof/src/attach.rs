@@ -45,6 +45,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     std::os::unix::fs::chown(ring.path(), Some(owner.0), Some(owner.1))
         .context("cannot give the ring file to the target's user")?;
     let mut session = Session::new(ring);
+    report::prepare(&mut session, &output);
     signals::catch_interrupts();
     let shim_path = workdir.target_shim();
     let ring_path = workdir.target_ring();
@@ -153,7 +154,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
         );
     }
     let capture = session.finish();
-    report::write_profile(&capture, &output)?;
+    report::write_profile(&capture, &output, Some(pid as u32))?;
     let exact = report::summarize(&capture);
     drop(workdir);
     Ok(if exact {

@@ -3,7 +3,8 @@
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use rprof_format::SortKey;
+use rprof_format::{Metric, OutputFormat, OutputOptions, SortKey, TableOptions};
+use rprof_stats::PathLimits;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -43,10 +44,36 @@ pub struct AttachArgs {
 /// Options every capture shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutputArgs {
-    /// Write the profile to FILE (pstats format, readable by `python -m pstats`)
-    /// instead of printing a table.
+    /// Write the profile to FILE instead of printing a table; the extension
+    /// picks the format (.prof pstats, .txt table, .collapsed/.folded, .svg
+    /// flame graph, .speedscope.json, .trace.json Chrome/Perfetto, .pb.gz
+    /// pprof). Repeat to write several files from one capture.
     #[arg(short = 'o', long = "outfile", value_name = "FILE")]
-    pub outfile: Option<PathBuf>,
+    pub outfile: Vec<PathBuf>,
+
+    /// Write every -o file in this format, whatever its extension
+    /// (pstats, text, collapsed, flamegraph, speedscope, chrome, pprof).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// What collapsed stacks and flame graphs measure: self `time` in
+    /// microseconds, or `calls`.
+    #[arg(long, value_enum, default_value_t = MetricArg::Time)]
+    pub metric: MetricArg,
+
+    /// Draw the flame graph upside down (an icicle graph).
+    #[arg(long)]
+    pub icicle: bool,
+
+    /// Most calls kept for timeline formats (.speedscope.json, .trace.json);
+    /// the rest are counted and reported.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_trace_events: usize,
+
+    /// Deepest call path kept; deeper calls are folded into their ancestor
+    /// (and counted).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_depth: u32,
 
     /// Sort the printed table by KEY (any pstats sort key; repeat for ties).
     #[arg(short = 's', long = "sort", value_name = "KEY")]
@@ -102,6 +129,12 @@ pub enum HookArg {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricArg {
+    Time,
+    Calls,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FullArg {
     Wait,
     Drop,
@@ -110,8 +143,17 @@ pub enum FullArg {
 /// Where and how to write the result.
 #[derive(Debug, Clone)]
 pub struct OutputConfig {
-    pub outfile: Option<PathBuf>,
-    pub sort: Vec<SortKey>,
+    /// Files to write, with their formats; empty: the table on stdout.
+    pub outputs: Vec<(PathBuf, OutputFormat)>,
+    pub options: OutputOptions,
+    pub limits: PathLimits,
+}
+
+impl OutputConfig {
+    /// Whether any output needs call paths.
+    pub fn needs_paths(&self) -> bool {
+        self.outputs.iter().any(|(_, f)| f.needs_paths())
+    }
 }
 
 /// Ring and hook settings.
@@ -130,9 +172,52 @@ impl OutputArgs {
             .iter()
             .map(|s| SortKey::parse(s).map_err(anyhow::Error::from))
             .collect::<Result<Vec<_>>>()?;
+        let forced = match &self.format {
+            Some(f) => Some(f.parse::<OutputFormat>()?),
+            None => None,
+        };
+        let mut outputs = Vec::new();
+        let mut timeline = false;
+        for path in &self.outfile {
+            let format = match forced.or_else(|| OutputFormat::from_path(path)) {
+                Some(f) => f,
+                None => bail!(
+                    "cannot tell the format of {} from its extension: name it .prof, .txt, .collapsed, .folded, .svg, .speedscope.json, .trace.json or .pb.gz, or pass --format",
+                    path.display()
+                ),
+            };
+            timeline |= format.needs_timeline();
+            outputs.push((path.clone(), format));
+        }
+        // Like `python -m cProfile` since 3.11: cumulative time first.
+        let sort = if sort.is_empty() {
+            vec![SortKey::Cumulative]
+        } else {
+            sort
+        };
+        let mut options = OutputOptions::default();
+        options.table = TableOptions::sorted_by(sort);
+        options.metric = match self.metric {
+            MetricArg::Time => Metric::SelfTime,
+            MetricArg::Calls => Metric::Calls,
+        };
+        options.icicle = self.icicle;
+        if self.max_depth == 0 {
+            bail!("--max-depth must be at least 1");
+        }
+        let limits = PathLimits {
+            max_depth: self.max_depth,
+            max_spans: if timeline {
+                self.max_trace_events.max(1)
+            } else {
+                0
+            },
+            ..PathLimits::default()
+        };
         Ok(OutputConfig {
-            outfile: self.outfile.clone(),
-            sort,
+            outputs,
+            options,
+            limits,
         })
     }
 

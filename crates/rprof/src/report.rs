@@ -4,7 +4,7 @@
 
 use crate::cli::OutputConfig;
 use anyhow::{Context, Result};
-use rprof_format::{write_pstats, write_table, SortKey, TableOptions};
+use rprof_format::{OutputFormat, ProfileData};
 use rprof_reader::Capture;
 use std::io::Write;
 
@@ -13,31 +13,37 @@ pub const EXIT_ERROR: u8 = 1;
 /// The capture is incomplete: events were dropped or the ring was corrupt.
 pub const EXIT_INCOMPLETE: u8 = 3;
 
-/// Writes the profile as `config` asks.
-pub fn write_profile(capture: &Capture, config: &OutputConfig) -> Result<()> {
-    match &config.outfile {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            write_pstats(&capture.profile, &mut w)
-                .and_then(|_| w.flush().map_err(Into::into))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        None => {
-            // Like `python -m cProfile` since 3.11: cumulative time first.
-            let sort = if config.sort.is_empty() {
-                vec![SortKey::Cumulative]
-            } else {
-                config.sort.clone()
-            };
-            let options = TableOptions::sorted_by(sort);
-            let stdout = std::io::stdout();
-            write_table(&capture.profile, &options, stdout.lock())
-                .context("cannot print the table")?;
-        }
+/// Writes the profile as `config` asks: each `-o` file in its format, or
+/// the table on stdout.
+pub fn write_profile(capture: &Capture, config: &OutputConfig, pid: Option<u32>) -> Result<()> {
+    let data = ProfileData::new(&capture.profile, capture.paths.as_ref());
+    let mut options = config.options.clone();
+    options.pid = pid;
+    if config.outputs.is_empty() {
+        let stdout = std::io::stdout();
+        OutputFormat::Text
+            .write(data, &options, stdout.lock())
+            .context("cannot print the table")?;
+        return Ok(());
+    }
+    for (path, format) in &config.outputs {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        format
+            .write(data, &options, &mut w)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| w.flush().map_err(Into::into))
+            .with_context(|| format!("cannot write {} ({format})", path.display()))?;
     }
     Ok(())
+}
+
+/// Asks the session for call paths if an output needs them.
+pub fn prepare(session: &mut rprof_reader::Session, config: &OutputConfig) {
+    if config.needs_paths() {
+        session.record_paths(config.limits);
+    }
 }
 
 /// The summary line, and warnings for anything that makes the profile
@@ -84,6 +90,27 @@ pub fn summarize(capture: &Capture) -> bool {
         eprintln!(
             "rprof: warning: the capture ended without the target's end-of-stream record (it exited abruptly); up to 63 of its last events may be missing"
         );
+    }
+    if let Some(paths) = &capture.paths {
+        let t = paths.truncation;
+        if t.depth_folded > 0 {
+            eprintln!(
+                "rprof: note: {} calls deeper than --max-depth were folded into their ancestor in the call-path outputs",
+                t.depth_folded
+            );
+        }
+        if t.node_folded > 0 {
+            eprintln!(
+                "rprof: note: the call tree reached its node limit; {} calls were folded into their parent in the call-path outputs",
+                t.node_folded
+            );
+        }
+        if t.spans_dropped > 0 {
+            eprintln!(
+                "rprof: note: {} calls are missing from the timeline outputs (--max-trace-events)",
+                t.spans_dropped
+            );
+        }
     }
     if s.abandoned {
         eprintln!("rprof: warning: the target stopped recording because rprof did not keep up");

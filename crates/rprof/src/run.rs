@@ -26,8 +26,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         },
     )?;
     let mut session = Session::new(ring);
+    report::prepare(&mut session, &output);
     signals::catch_interrupts();
     let mut child = launch.spawn(workdir.shim(), &workdir.ring())?;
+    let child_pid = child.id();
     let status = loop {
         let read = session.drain().unwrap_or(0);
         if let Some(sig) = signals::take() {
@@ -50,7 +52,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         anyhow::bail!("the profiler could not start in the target: {why}");
     }
     let capture = session.finish();
-    report::write_profile(&capture, &output)?;
+    report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
     drop(workdir);
     if !exact {

@@ -324,3 +324,16 @@ pub fn python_expected(profile: &Profile) -> String {
     out.push_str("]\n");
     out
 }
+
+/// `1234567` as inferno prints counts: `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
