@@ -45,9 +45,10 @@ pub struct AttachArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutputArgs {
     /// Write the profile to FILE instead of printing a table; the extension
-    /// picks the format (.prof pstats, .txt table, .collapsed/.folded, .svg
-    /// flame graph, .speedscope.json, .trace.json Chrome/Perfetto, .pb.gz
-    /// pprof). Repeat to write several files from one capture.
+    /// picks the format (.txt table, .collapsed/.folded, .svg flame graph,
+    /// .speedscope.json, .trace.json Chrome/Perfetto, .pb.gz pprof; any
+    /// other name gets pstats, as with cProfile). Repeat to write several
+    /// files from one capture.
     #[arg(short = 'o', long = "outfile", value_name = "FILE")]
     pub outfile: Vec<PathBuf>,
 
@@ -179,13 +180,11 @@ impl OutputArgs {
         let mut outputs = Vec::new();
         let mut timeline = false;
         for path in &self.outfile {
-            let format = match forced.or_else(|| OutputFormat::from_path(path)) {
-                Some(f) => f,
-                None => bail!(
-                    "cannot tell the format of {} from its extension: name it .prof, .txt, .collapsed, .folded, .svg, .speedscope.json, .trace.json or .pb.gz, or pass --format",
-                    path.display()
-                ),
-            };
+            // Like `python -m cProfile -o FILE`, a file whose extension
+            // names no other format gets pstats.
+            let format = forced
+                .or_else(|| OutputFormat::from_path(path))
+                .unwrap_or(OutputFormat::Pstats);
             timeline |= format.needs_timeline();
             outputs.push((path.clone(), format));
         }
