@@ -121,6 +121,8 @@ fn run(path: CString) {
     }
     loop {
         std::thread::sleep(Duration::from_millis(10));
+        // Events of a target that went idle mid-batch become visible.
+        crate::ring::publish_written();
         let h = watch.header();
         let stop = h.command.load(Acquire) == command::STOP;
         let st = h.shim_state.load(Acquire);

@@ -23,10 +23,16 @@ use std::sync::Once;
 
 static ATFORK: Once = Once::new();
 
+extern "C" fn at_exit() {
+    // The interpreter has finished; make the last events visible.
+    ring::publish_written();
+}
+
 extern "C" fn after_fork_in_child() {
     // The child shares the ring with its parent but must not write to it:
     // the parent is its only producer.
     hooks::ACTIVE.store(false, core::sync::atomic::Ordering::Release);
+    ring::forget_header();
 }
 
 /// Starts a capture into the ring file at `path`. Returns 0 on success,
@@ -44,6 +50,8 @@ pub unsafe extern "C" fn rprof_start(path: *const c_char) -> c_int {
     ATFORK.call_once(|| {
         // SAFETY: registering a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: registering a handler that only does an atomic publish.
+        unsafe { libc::atexit(at_exit) };
     });
     // SAFETY: path is a valid C string (caller); GIL held (caller).
     match unsafe { hooks::start(CStr::from_ptr(path), false) } {
@@ -86,6 +94,8 @@ pub unsafe extern "C" fn rprof_attach(path: *const c_char) -> c_int {
     ATFORK.call_once(|| {
         // SAFETY: registering a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: registering a handler that only does an atomic publish.
+        unsafe { libc::atexit(at_exit) };
     });
     // SAFETY: path is a valid C string (caller).
     let path = unsafe { CStr::from_ptr(path) }.to_owned();

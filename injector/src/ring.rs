@@ -9,6 +9,7 @@
 use core::ffi::CStr;
 use core::ptr;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicPtr, AtomicU64};
 use rprof_abi::{
     command, record_words, state, string_words, Clock, FullPolicy, Header, Kind, RecordHeader,
     HEADER_BYTES, MAX_STRING_BYTES, READER_TIMEOUT_NS,
@@ -148,6 +149,8 @@ impl Writer {
         };
         h.clock_used.store(clock as u32, Relaxed);
         let head = h.head.load(Relaxed);
+        WRITTEN.store(head, Release);
+        HEADER.store(header, Release);
         Ok(Writer {
             header,
             // SAFETY: validate() checked the data area lies inside the map.
@@ -418,6 +421,7 @@ impl Writer {
     #[inline(always)]
     fn publish(&mut self, words: u64) {
         self.head = self.head.wrapping_add(words);
+        WRITTEN.store(self.head, Release);
         if self.head.wrapping_sub(self.published) >= PUBLISH_WORDS {
             self.flush();
         }
@@ -427,12 +431,43 @@ impl Writer {
     #[inline]
     pub fn flush(&mut self) {
         self.published = self.head;
-        self.header().head.store(self.head, Release);
+        // fetch_max: publish_written() may publish from another thread, and
+        // the head must never move back.
+        self.header().head.fetch_max(self.head, Release);
     }
+}
+
+/// The producer's head, for [`publish_written`]: every record below it is
+/// complete.
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// The mapped header of the current writer, or null.
+static HEADER: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
+
+/// Makes [`publish_written`] a no-op (in a forked child, which must not
+/// touch its parent's ring).
+pub fn forget_header() {
+    HEADER.store(ptr::null_mut(), Release);
+}
+
+/// Publishes every complete record written so far, from any thread and
+/// without the GIL: the agent calls it while the target idles, and an
+/// `atexit` handler when the process exits normally, so that the last
+/// batch (fewer than 64 events) is not left unseen.
+pub fn publish_written() {
+    let h = HEADER.load(Acquire);
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: HEADER is set while the mapping exists and cleared (by the
+    // writer's Drop, under the GIL) before it is unmapped; the callers run
+    // either on the only thread that can drop the writer (the agent) or
+    // after the interpreter has stopped running Python (atexit).
+    unsafe { (*h).head.fetch_max(WRITTEN.load(Acquire), Release) };
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        HEADER.store(ptr::null_mut(), Release);
         // SAFETY: unmapping the mapping made in `open`; nothing refers to it
         // once the writer is gone.
         unsafe { libc::munmap(self.header.cast(), self.map_len) };

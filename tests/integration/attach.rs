@@ -1118,6 +1118,9 @@ fn target_exiting_while_attached_gives_what_was_captured() {
         let rings = mapped_rings(t.pid);
         assert_eq!(rings.len(), 1, "{ctx}: {rings:?}");
         let workdir = Path::new(&rings[0]).parent().unwrap().to_path_buf();
+        // Let whole rounds (fib, one_round) run under the hook: a round
+        // already under way at attach time only has its return seen.
+        std::thread::sleep(Duration::from_millis(200));
         signal(t.pid, "USR2");
         t.expect_out("progress", READY);
         // The target finishes (and exits) while rprof is attached. It is
