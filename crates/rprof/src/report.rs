@@ -88,7 +88,7 @@ pub fn summarize(capture: &Capture) -> bool {
     }
     if !s.stopped_cleanly && s.events > 0 && s.corrupt.is_none() {
         eprintln!(
-            "rprof: warning: the capture ended without the target's end-of-stream record (it exited abruptly); up to 63 of its last events may be missing"
+            "rprof: warning: the capture ended without the target's end-of-stream record (it exited); if it was killed, its last events may be missing"
         );
     }
     if let Some(paths) = &capture.paths {
