@@ -122,26 +122,67 @@ def _rprof(*extra):
     return lambda c: [c.rprof, "run", "-o", c.outfile] + list(extra) + ["--python", c.python, c.script] + c.args
 
 
+_YAPPI = {}
+
+
+def yappi_python(interp):
+    """A virtual environment of `interp` with yappi installed (made once and
+    kept under ~/.cache/rprof-bench), or None where that is not possible
+    (e.g. an interpreter without venv/ensurepip)."""
+    key = interp.path
+    if key in _YAPPI:
+        return _YAPPI[key]
+    root = os.path.join(os.path.expanduser("~"), ".cache", "rprof-bench",
+                        "yappi-%s-%s" % (".".join(map(str, interp.version)),
+                                         abs(hash(interp.path)) % 10000))
+    py = os.path.join(root, "bin", "python")
+    ok = os.path.exists(py) and subprocess.run([py, "-c", "import yappi"],
+                                               stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL).returncode == 0
+    if not ok:
+        made = subprocess.run([interp.path, "-m", "venv", root], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0
+        ok = made and subprocess.run([py, "-m", "pip", "install", "-q", "yappi"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        if not ok:
+            print("yappi: cannot make a virtual environment with yappi for %s; its column shows -"
+                  % interp.path, file=sys.stderr)
+    _YAPPI[key] = py if ok else None
+    return _YAPPI[key]
+
+
+def _attach(c):
+    return [sys.executable, os.path.join(REPO, "scripts", "bench", "attach_run.py"),
+            c.rprof, c.python, c.outfile, c.script] + c.args
+
+
 BASELINE = "none"
 CONFIGS = collections.OrderedDict([
     ("none", Config("no profiler", lambda c: [c.python, c.script] + c.args)),
     ("cprofile", Config("python -m cProfile -o FILE",
                         lambda c: [c.python, "-m", "cProfile", "-o", c.outfile, c.script] + c.args)),
+    ("yappi", Config("yappi, wall clock (python -m yappi -c wall), in a venv of the same interpreter",
+                     lambda c: [yappi_python(c.interp), "-m", "yappi", "-c", "wall", "-f", "pstat",
+                                "-o", c.outfile, c.script] + c.args,
+                     applies=lambda i: yappi_python(i) is not None)),
+    ("floor", Config("rprof's hook installed, callbacks return at once (rprof run --floor)",
+                     _rprof("--floor"), needs_rprof=True)),
     ("rprof-auto", Config("rprof run -o FILE (default hook)", _rprof(), needs_rprof=True)),
+    ("rprof-attach", Config("rprof attach PID -o FILE (default hook), attached before the timed work",
+                            _attach, needs_rprof=True)),
+    ("floor-setprofile", Config("the floor of --hook setprofile", _rprof("--floor", "--hook", "setprofile"),
+                                applies=lambda i: i.version >= (3, 12), needs_rprof=True)),
     ("rprof-setprofile", Config("rprof run -o FILE --hook setprofile", _rprof("--hook", "setprofile"),
                                 applies=lambda i: i.version >= (3, 12), needs_rprof=True)),
-    # Later, for example:
-    # ("yappi", Config("yappi (wall clock)", lambda c: [c.python, "-m", "yappi", "-c", "wall",
-    #                                                   "-o", c.outfile, c.script] + c.args,
-    #                  applies=has_yappi)),
-    # ("rprof-floor", Config("shim hook with a no-op callback", _rprof("--floor"), needs_rprof=True)),
-    # ("rprof-attach", Config("attach by PID", build_attach, needs_rprof=True)),
 ])
 
 # (numerator, denominator, column title): per-repetition time ratios.
 RATIOS = [
     ("rprof-auto", "cprofile", "rprof-auto / cProfile"),
+    ("rprof-attach", "cprofile", "rprof-attach / cProfile"),
+    ("rprof-auto", "floor", "rprof-auto / its floor"),
     ("rprof-setprofile", "cprofile", "rprof-setprofile / cProfile"),
+    ("rprof-setprofile", "floor-setprofile", "rprof-setprofile / its floor"),
 ]
 
 
@@ -388,7 +429,7 @@ def main():
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"        # same dict/set layouts in every run
     env.pop("PYTHONPROFILEIMPORTTIME", None)
-    tmp = tempfile.mkdtemp(prefix="rprof-bench-")
+    tmp = tempfile.mkdtemp(prefix="rprof-benchpy-")
     wl_args = [] if scale == 1.0 else [repr(scale)]
     meta = describe(interps, rprof, reps, scale, sys.argv[1:])
     if rprof:
@@ -454,9 +495,11 @@ def main():
                                             "%d times, %.3f s" % (wname, interp.label, cname, rep + 1,
                                                                   r.waits, r.wait_s))
                         runs[(wname, interp.label, cname)][rep] = r
-                        print("[rep %d/%d] %-13s %-32s %-16s %s"
+                        print("[rep %d/%d] %-13s %-32s %-16s %s%s"
                               % (rep + 1, reps, wname, interp.label, cname,
-                                 ("%.3f s" % r.seconds) if r.ok else "FAILED"), file=sys.stderr)
+                                 ("%.3f s" % r.seconds) if r.ok else "FAILED",
+                                 "" if r.foreign is None or r.wall <= 0 else
+                                 "  (others used %.2f CPUs)" % (r.foreign / r.wall)), file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -485,6 +528,19 @@ def main():
     return 1 if any("failed" in p or "differs" in p for p in problems) else 0
 
 
+def git_commit():
+    try:
+        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL).stdout.decode().strip() or None
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.strip()
+    except OSError:
+        return None
+    if commit and dirty:
+        commit += " (with uncommitted changes)"
+    return commit
+
+
 def describe(interps, rprof, reps, scale, argv):
     cpu_model = "unknown"
     try:
@@ -502,15 +558,9 @@ def describe(interps, rprof, reps, scale, argv):
                                            stderr=subprocess.DEVNULL).stdout.decode().strip()
         except OSError:
             pass
-    try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL).stdout.decode().strip() or None
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.strip()
-        if commit and dirty:
-            commit += " (with uncommitted changes)"
-    except OSError:
-        pass
+    if not rprof or os.path.realpath(rprof).startswith(os.path.realpath(REPO) + os.sep):
+        commit = git_commit()
+    # else: a binary built elsewhere; this checkout's commit says nothing about it.
     binary = None
     if rprof:
         with open(rprof, "rb") as f:
@@ -623,7 +673,8 @@ class Report(object):
         else:
             lines.append("")
         lines.append("Machine: %s, %s CPUs, kernel %s. rprof: %s, commit %s; binary %s."
-                     % (m["cpu_model"], m["nproc"], m["kernel"], m["rprof"], m["commit"], m["binary"]))
+                     % (m["cpu_model"], m["nproc"], m["kernel"], m["rprof"],
+                        m["commit"] or "unknown (built outside this checkout)", m["binary"]))
         ld = m.get("load_during")
         lines.append("Repetitions: %d, scale %g, run time %.0f s; 1-minute load average at start %.2f, "
                      "during runs %s, at end %.2f."
