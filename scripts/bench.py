@@ -49,10 +49,12 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import zlib
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,8 +135,8 @@ def yappi_python(interp):
     if key in _YAPPI:
         return _YAPPI[key]
     root = os.path.join(os.path.expanduser("~"), ".cache", "rprof-bench",
-                        "yappi-%s-%s" % (".".join(map(str, interp.version)),
-                                         abs(hash(interp.path)) % 10000))
+                        "yappi-%s-%08x" % (".".join(map(str, interp.version)),
+                                           zlib.crc32(interp.path.encode())))
     py = os.path.join(root, "bin", "python")
     ok = os.path.exists(py) and subprocess.run([py, "-c", "import yappi"],
                                                stdout=subprocess.DEVNULL,
@@ -371,6 +373,10 @@ def run_one(argv, env, cwd, timeout):
                      wait_s=float(summary.group("wait_s")) if summary else None)
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def configs_for(interp, names):
     return [n for n in names if CONFIGS[n].applies(interp)]
 
@@ -429,6 +435,9 @@ def main():
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"        # same dict/set layouts in every run
     env.pop("PYTHONPROFILEIMPORTTIME", None)
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the temporary directory goes away.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
     tmp = tempfile.mkdtemp(prefix="rprof-benchpy-")
     wl_args = [] if scale == 1.0 else [repr(scale)]
     meta = describe(interps, rprof, reps, scale, sys.argv[1:])
