@@ -34,7 +34,8 @@ os.pathsep-separated list in $RPROF_TEST_PYTHON), unless --python is given.
 Adding a configuration: add an entry to CONFIGS (name -> Config with a
 command builder); add a pair to RATIOS to get a "X / Y" column.
 Adding a workload: drop a script into scripts/bench/ that follows the
-BENCH_SECONDS protocol and accepts an optional SCALE argument.
+BENCH_SECONDS protocol, accepts an optional SCALE argument and has a line
+`# rprof-bench: workload` (or add it to KNOWN_WORKLOADS).
 """
 from __future__ import print_function
 
@@ -253,7 +254,7 @@ def find_workloads(selected):
     order = [(n, t) for n, t in KNOWN_WORKLOADS if n in present]
     known = set(n for n, _ in KNOWN_WORKLOADS)
     for name in sorted(present):
-        if name not in known:
+        if name not in known and _is_workload(present[name]):
             order.append((name, _doc_title(present[name]) or name))
     if selected:
         wanted = []
@@ -265,6 +266,14 @@ def find_workloads(selected):
                      % (", ".join(unknown), ", ".join(n for n, _ in order)))
         order = [(n, t) for n, t in order if n in wanted]
     return [(n, t, present[n]) for n, t in order]
+
+
+def _is_workload(path):
+    """Scripts in scripts/bench/ that are not in KNOWN_WORKLOADS count as
+    workloads only if they say so with a `# rprof-bench: workload` line
+    (helpers such as attach_run.py live there too)."""
+    with open(path) as f:
+        return any(line.strip() == "# rprof-bench: workload" for line in f)
 
 
 def _doc_title(path):
