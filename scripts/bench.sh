@@ -1,8 +1,14 @@
 #!/bin/sh
-# Builds rprof (release) and runs the overhead benchmark; see scripts/bench.py --help.
-# Example: scripts/bench.sh --markdown /tmp/bench.md      (full run, ~10 min)
-#          scripts/bench.sh --quick                       (~1 min smoke run)
+# Every benchmark in BENCHMARKS.md, in one command (about 25 minutes):
+#   1. scripts/bench.py: the target's slowdown under no profiler, cProfile,
+#      yappi, rprof's floor, rprof run and rprof attach, side by side;
+#   2. scripts/bench_attach.py: attach/detach latency against gdb injection;
+#   3. cargo bench -p rprof-reader: the reader's events per second.
+# Arguments go to scripts/bench.py (e.g. --quick for a short smoke run).
+# The 10-minute memory measurement is separate: scripts/bench_memory.py.
 set -e
 cd "$(dirname "$0")/.."
 cargo build --release
-exec python3 scripts/bench.py "$@"
+python3 scripts/bench.py --wait-idle 0.3 --max-wait 15 "$@"
+python3 scripts/bench_attach.py
+cargo bench -p rprof-reader --bench stream
