@@ -316,10 +316,13 @@ unsafe fn name_threads(api: &Api, cap: &mut Capture) {
     }
 }
 
-/// Number of thread states of the main interpreter.
-unsafe fn count_threads(api: &Api) -> u32 {
-    let mut n = 0;
-    // SAFETY: GIL held; the thread list cannot change while we hold it.
+/// The thread states of the main interpreter.
+///
+/// # Safety
+/// GIL held; the list cannot change while it is held.
+unsafe fn thread_states(api: &Api) -> Vec<PyObj> {
+    let mut out = Vec::new();
+    // SAFETY: GIL held (caller).
     unsafe {
         let interp = (api.interp_head)();
         let mut t = if interp.is_null() {
@@ -328,43 +331,54 @@ unsafe fn count_threads(api: &Api) -> u32 {
             (api.interp_thread_head)(interp)
         };
         while !t.is_null() {
-            n += 1;
+            out.push(t);
             t = (api.thread_next)(t);
         }
     }
-    n
+    out
+}
+
+/// Number of thread states of the main interpreter.
+unsafe fn count_threads(api: &Api) -> u32 {
+    // SAFETY: GIL held (caller).
+    unsafe { thread_states(api) }.len() as u32
+}
+
+/// Sets the profile function of thread state `t`.
+///
+/// # Safety
+/// GIL held; `t` is in the interpreter's thread list.
+unsafe fn set_thread_profile(api: &Api, t: PyObj, func: Option<api::TraceFunc>, obj: PyObj) {
+    // SAFETY: GIL held (caller). Without _PyEval_SetProfile (3.8), the
+    // thread state is made current only for the duration of
+    // PyEval_SetProfile, which merely stores the function in it; its real
+    // owner is blocked waiting for the GIL we hold.
+    unsafe {
+        match api.eval_set_profile_tstate {
+            Some(set) => {
+                if set(t, func, obj) < 0 {
+                    (api.err_clear)();
+                }
+            }
+            None => {
+                let me = (api.thread_swap)(t);
+                (api.eval_set_profile)(func, obj);
+                (api.thread_swap)(me);
+            }
+        }
+    }
 }
 
 /// Sets (or clears, with `None`) the profile function of every thread.
 unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
-    // SAFETY: GIL held (caller). On 3.8–3.11, each thread state is made
-    // current only for the duration of PyEval_SetProfile, which merely
-    // stores the function in it; the real owner of that thread state is
-    // blocked waiting for the GIL we hold.
+    // SAFETY: GIL held (caller).
     unsafe {
         if let Some(all) = api.eval_set_profile_all {
             all(func, ptr::null_mut());
             return;
         }
-        let interp = (api.interp_head)();
-        if interp.is_null() {
-            return;
-        }
-        let mut t = (api.interp_thread_head)(interp);
-        while !t.is_null() {
-            match api.eval_set_profile_tstate {
-                Some(set) => {
-                    if set(t, func, ptr::null_mut()) < 0 {
-                        (api.err_clear)();
-                    }
-                }
-                None => {
-                    let me = (api.thread_swap)(t);
-                    (api.eval_set_profile)(func, ptr::null_mut());
-                    (api.thread_swap)(me);
-                }
-            }
-            t = (api.thread_next)(t);
+        for t in thread_states(api) {
+            set_thread_profile(api, t, func, ptr::null_mut());
         }
     }
 }
@@ -413,13 +427,7 @@ unsafe fn previous_profilers(api: &Api) -> Vec<Previous> {
         let (Some(of), Some(oo)) = (off_func, off_obj) else {
             return found;
         };
-        let interp = (api.interp_head)();
-        let mut t = if interp.is_null() {
-            ptr::null_mut()
-        } else {
-            (api.interp_thread_head)(interp)
-        };
-        while !t.is_null() {
+        for t in thread_states(api) {
             let w = t as *const usize;
             let func = *w.add(of);
             let obj = *w.add(oo) as PyObj;
@@ -430,7 +438,6 @@ unsafe fn previous_profilers(api: &Api) -> Vec<Previous> {
                 let func: api::TraceFunc = core::mem::transmute::<usize, api::TraceFunc>(func);
                 found.push((t, Some(func), obj));
             }
-            t = (api.thread_next)(t);
         }
     }
     found
@@ -453,28 +460,10 @@ unsafe fn restore_profilers(api: &Api, previous: &[Previous]) {
     // SAFETY: GIL held (caller); thread states are only used while they
     // are still in the interpreter's list; a swap (3.8 only) is undone.
     unsafe {
-        let interp = (api.interp_head)();
-        let mut t = if interp.is_null() {
-            ptr::null_mut()
-        } else {
-            (api.interp_thread_head)(interp)
-        };
-        while !t.is_null() {
+        for t in thread_states(api) {
             if let Some((_, func, obj)) = previous.iter().find(|(ts, _, _)| *ts == t) {
-                match api.eval_set_profile_tstate {
-                    Some(set) => {
-                        if set(t, *func, *obj) < 0 {
-                            (api.err_clear)();
-                        }
-                    }
-                    None => {
-                        let me = (api.thread_swap)(t);
-                        (api.eval_set_profile)(*func, *obj);
-                        (api.thread_swap)(me);
-                    }
-                }
+                set_thread_profile(api, t, *func, *obj);
             }
-            t = (api.thread_next)(t);
         }
         for (_, _, obj) in previous {
             if !obj.is_null() {

@@ -71,42 +71,58 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
         return Some(format!("{case}: {f}"));
     }
     let reference = dir.join(format!("{}-{}-reference.prof", w.name(), hook.arg()));
+    let mut cprofile = py.command();
+    cprofile
+        .args(["-m", "cProfile", "-o"])
+        .arg(&reference)
+        .arg(&w.path)
+        .args(&w.args);
+    compare_with_reference(py, w, hook, &ours, &reference, cprofile, &[])
+        .map(|f| format!("{case}: {f}"))
+}
+
+/// Makes the reference profile of `w` — with `cprofile` (a command that
+/// writes `reference`), or for threaded workloads with the per-thread
+/// replica of `_lsprof` on the same hook — and compares `ours` with it
+/// (`extra` goes to compare.py). Returns what went wrong.
+fn compare_with_reference(
+    py: &Python,
+    w: &Workload,
+    hook: Hook,
+    ours: &Path,
+    reference: &Path,
+    mut cprofile: std::process::Command,
+    extra: &[&str],
+) -> Option<String> {
     let differential = util::root().join("tests/differential");
     let refrun = if w.threaded {
         run(py
             .command()
             .arg(differential.join("reference.py"))
             .args(["--hook", hook.arg(), "-o"])
-            .arg(&reference)
+            .arg(reference)
             .arg(&w.path)
             .args(&w.args))
     } else {
-        run(py
-            .command()
-            .args(["-m", "cProfile", "-o"])
-            .arg(&reference)
-            .arg(&w.path)
-            .args(&w.args))
+        run(&mut cprofile)
     };
     if !reference.exists() {
         return Some(format!(
-            "{case}: the reference profiler failed: {}",
+            "the reference profiler failed: {}",
             describe(&refrun)
         ));
     }
     let mut cmp = py.command();
     cmp.arg(differential.join("compare.py"))
         .arg("--workload")
-        .arg(&w.path);
+        .arg(&w.path)
+        .args(extra);
     if w.threaded {
         cmp.arg("--threaded");
     }
-    let cmp = run(cmp.arg(&ours).arg(&reference));
+    let cmp = run(cmp.arg(ours).arg(reference));
     if !cmp.status.success() {
-        return Some(format!(
-            "{case}: differs from the reference:\n{}",
-            describe(&cmp)
-        ));
+        return Some(format!("differs from the reference:\n{}", describe(&cmp)));
     }
     None
 }
@@ -146,7 +162,9 @@ fn timing_consistent(prof: &Path, threaded: bool) -> Option<String> {
     None
 }
 
-fn suite(hook: Hook) {
+/// Runs `check` for every workload on every interpreter the hook applies
+/// to, and fails with every failure at once.
+fn suite(hook: Hook, what: &str, check: fn(&Python, &Workload, Hook, &Path) -> Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let workloads = util::workloads();
     let mut failures = Vec::new();
@@ -175,10 +193,10 @@ fn suite(hook: Hook) {
             }
         }
     }
-    eprintln!("{ran} cases, {} failed", failures.len());
+    eprintln!("{ran} {what} cases, {} failed", failures.len());
     assert!(
         failures.is_empty(),
-        "{} of {ran} cases failed:\n\n{}",
+        "{} of {ran} {what} cases failed:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
@@ -186,7 +204,7 @@ fn suite(hook: Hook) {
 
 #[test]
 fn setprofile_hook_matches_cprofile() {
-    suite(Hook::SetProfile);
+    suite(Hook::SetProfile, "launched", check);
 }
 
 #[test]
@@ -195,7 +213,7 @@ fn monitoring_hook_matches_cprofile() {
         eprintln!("skipping: no Python 3.12+ found for the monitoring hook");
         return;
     }
-    suite(Hook::Monitoring);
+    suite(Hook::Monitoring, "launched", check);
 }
 
 /// The workload run by `attach_runner.py` in a process rprof attaches to
@@ -235,49 +253,27 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
         return Some(format!("{case}: {f}"));
     }
     let reference = dir.join(format!("{}-{}-attached-ref.prof", w.name(), hook.arg()));
-    let refrun = if w.threaded {
-        run(py
-            .command()
-            .arg(util::root().join("tests/differential/reference.py"))
-            .args(["--hook", hook.arg(), "-o"])
-            .arg(&reference)
-            .arg(&w.path)
-            .args(&w.args))
-    } else {
-        run(py
-            .command()
-            .arg(&runner)
-            .arg("cprofile")
-            .arg(&reference)
-            .arg(&w.path)
-            .args(&w.args)
-            .stdin(Stdio::null()))
-    };
-    if !reference.exists() {
-        return Some(format!(
-            "{case}: the reference failed: {}",
-            describe(&refrun)
-        ));
-    }
-    let mut cmp = py.command();
-    cmp.arg(util::root().join("tests/differential/compare.py"))
-        .arg("--workload")
+    let mut cprofile = py.command();
+    cprofile
+        .arg(&runner)
+        .arg("cprofile")
+        .arg(&reference)
         .arg(&w.path)
-        .args([
+        .args(&w.args)
+        .stdin(Stdio::null());
+    compare_with_reference(
+        py,
+        w,
+        hook,
+        &ours,
+        &reference,
+        cprofile,
+        &[
             "--harness-call",
             "<method 'read' of '_io.BufferedReader' objects>",
-        ]);
-    if w.threaded {
-        cmp.arg("--threaded");
-    }
-    let cmp = run(cmp.arg(&ours).arg(&reference));
-    if !cmp.status.success() {
-        return Some(format!(
-            "{case}: differs from the reference:\n{}",
-            describe(&cmp)
-        ));
-    }
-    None
+        ],
+    )
+    .map(|f| format!("{case}: {f}"))
 }
 
 /// Drives one attached run of the runner: wait for `ready`, attach, let
@@ -336,37 +332,9 @@ fn capture_attached(
     result
 }
 
-fn attached_suite(hook: Hook) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for py in util::interpreters() {
-        if hook == Hook::Monitoring && !py.at_least(3, 12) {
-            continue;
-        }
-        for w in util::workloads() {
-            if !w.runs_on(py) {
-                continue;
-            }
-            ran += 1;
-            if let Some(f) = check_attached(py, &w, hook, dir.path()) {
-                eprintln!("FAIL {f}");
-                failures.push(f);
-            }
-        }
-    }
-    eprintln!("{ran} attached cases, {} failed", failures.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {ran} cases failed:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
-}
-
 #[test]
 fn attached_setprofile_hook_matches_cprofile() {
-    attached_suite(Hook::SetProfile);
+    suite(Hook::SetProfile, "attached", check_attached);
 }
 
 #[test]
@@ -375,5 +343,5 @@ fn attached_monitoring_hook_matches_cprofile() {
         eprintln!("skipping: no Python 3.12+ found for the monitoring hook");
         return;
     }
-    attached_suite(Hook::Monitoring);
+    suite(Hook::Monitoring, "attached", check_attached);
 }
