@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/pythons.sh
+
 echo "== formatting and lints"
 cargo fmt --all --check
 cargo fmt --manifest-path injector/Cargo.toml --check
