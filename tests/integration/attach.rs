@@ -1533,3 +1533,143 @@ fn target_in_another_mount_namespace() {
         t.finish_ok(&ctx);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Nothing left behind, seen from outside and from the target's C level
+
+/// The names (`comm`) of every thread of `pid`.
+fn task_comms(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Whether a mapping or fd name is rprof's but not the shim library (which
+/// stays loaded, dormant, by design): the ring, as a file in rprof's
+/// directory or as a memfd (`/memfd:rprof-ring-...`).
+fn is_rprof_data(name: &str) -> bool {
+    name.contains("rprof") && !name.contains("librprof_injector") && !name.contains("rprof-shim")
+}
+
+/// rprof's mappings in `pid` other than the shim library.
+fn rprof_mappings(pid: i32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut v: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.splitn(6, ' ').nth(5).map(str::trim))
+        .filter(|p| is_rprof_data(p))
+        .map(String::from)
+        .collect();
+    v.dedup();
+    v
+}
+
+/// rprof's open file descriptors in `pid` other than the shim library.
+fn rprof_fds(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.display().to_string())
+                .filter(|l| is_rprof_data(l))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// After a detach, from outside: no `rprof-agent` thread (the same threads
+/// as before the attach), no rprof mapping or descriptor but the dormant
+/// shim library, no rprof directory; from inside (the target checks it
+/// before it exits 0): no C-level profile function on any thread state, no
+/// sys.monitoring tool or event, and calls as fast as before. While
+/// attached, the agent thread and the ring are seen, so that these checks
+/// can tell. One interpreter per hook (oldest and newest; setprofile and
+/// sys.monitoring on the newest).
+#[test]
+fn detach_leaves_no_hook_thread_mapping_or_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for py in oldest_and_newest() {
+        for hook in hooks(py) {
+            let ctx = format!("detach_probe.py on {} (hook {hook})", py.label());
+            let mut t = start_with(&py.path, &py.label(), "detach_probe.py", &[], false);
+            t.expect_out("ready", READY);
+            let threads_before = task_comms(t.pid);
+            let prof = dir.path().join(format!("probe-{}.prof", unique()));
+            let mut args = vec!["--duration", "3", "-o", prof.to_str().unwrap()];
+            args.extend(hook_args(hook));
+            let mut r = rprof_attach(t.pid, &args);
+            r.expect_err("rprof: attached to PID", READY);
+            // While attached: the agent thread and the ring are visible.
+            let attached_threads = task_comms(t.pid);
+            let maps = rprof_mappings(t.pid);
+            assert!(
+                attached_threads.iter().any(|c| c == "rprof-agent"),
+                "{ctx}: no rprof-agent thread while attached: {attached_threads:?}"
+            );
+            assert!(!maps.is_empty(), "{ctx}: no ring mapped while attached");
+            let workdirs: Vec<PathBuf> = maps
+                .iter()
+                .filter(|m| m.starts_with('/') && !m.starts_with("/memfd:"))
+                .filter_map(|m| Path::new(m.trim_end_matches(" (deleted)")).parent())
+                .map(Path::to_path_buf)
+                .collect();
+            signal(t.pid, "USR1");
+            t.expect_out("measured during=", READY);
+            let out = r.outcome();
+            assert_attached_ok(&out, &t, py, &ctx);
+            // The agent exits right after it wrote the end of the stream.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while task_comms(t.pid) != threads_before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(
+                task_comms(t.pid),
+                threads_before,
+                "{ctx}: threads after detach differ from before attach\n{}",
+                proc_report(t.pid)
+            );
+            assert_eq!(
+                rprof_mappings(t.pid),
+                Vec::<String>::new(),
+                "{ctx}: mapped after detach"
+            );
+            assert_eq!(
+                rprof_fds(t.pid),
+                Vec::<String>::new(),
+                "{ctx}: open after detach"
+            );
+            for d in &workdirs {
+                assert!(
+                    !d.exists(),
+                    "{ctx}: rprof's directory {} is still there",
+                    d.display()
+                );
+            }
+            assert_untouched(t.pid, &ctx);
+            // The target checks for hooks from inside and times itself.
+            t.finish_ok(&ctx);
+            let line = t.expect_out("speeds ", Duration::from_secs(1));
+            let speed = |k: &str| -> f64 {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{ctx}: no {k} in {line:?}"))
+            };
+            let (before, during, after) = (speed("before="), speed("during="), speed("after="));
+            eprintln!("{ctx}: {line}");
+            // The measure sees a hook: slower while attached than after.
+            assert!(
+                during > 1.1 * after,
+                "{ctx}: calls were not slower while attached ({line}): the speed probe cannot see a hook"
+            );
+            assert!(after <= 1.5 * before, "{ctx}: {line}");
+        }
+    }
+}

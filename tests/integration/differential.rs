@@ -239,7 +239,9 @@ fn setprofile_hook_matches_cprofile() {
 #[test]
 fn monitoring_hook_matches_cprofile() {
     if !util::interpreters().iter().any(|p| p.at_least(3, 12)) {
-        return util::skip("no Python 3.12+ found: the launched monitoring-hook differential suite did not run");
+        return util::skip(
+            "no Python 3.12+ found: the launched monitoring-hook differential suite did not run",
+        );
     }
     suite(Hook::Monitoring, "launched", check);
 }
@@ -305,7 +307,11 @@ fn capture_attached(py: &Python, runner: &Path, w: &Workload, hook: Hook, out: &
     let limit = Duration::from_secs(120);
     let mut target = Spawned::spawn(
         format!("attach_runner {} on {}", w.name(), py.label()),
-        py.command().arg(runner).arg("attach").arg(&w.path).args(&w.args),
+        py.command()
+            .arg(runner)
+            .arg("attach")
+            .arg(&w.path)
+            .args(&w.args),
     );
     target.expect_out("ready", limit);
     let mut rprof = Spawned::spawn(
@@ -335,7 +341,9 @@ fn attached_setprofile_hook_matches_cprofile() {
 #[test]
 fn attached_monitoring_hook_matches_cprofile() {
     if !util::interpreters().iter().any(|p| p.at_least(3, 12)) {
-        return util::skip("no Python 3.12+ found: the attached monitoring-hook differential suite did not run");
+        return util::skip(
+            "no Python 3.12+ found: the attached monitoring-hook differential suite did not run",
+        );
     }
     suite(Hook::Monitoring, "attached", check_attached);
 }

@@ -44,8 +44,9 @@ fn tools() -> Option<PathBuf> {
     let python = dir.join("venv/bin/python");
     let ok = python.exists()
         && dir.join("speedscope-schema.json").exists()
-        && run(std::process::Command::new(&python)
-            .args(["-c", "import google.protobuf, jsonschema"]))
+        && run(
+            std::process::Command::new(&python).args(["-c", "import google.protobuf, jsonschema"])
+        )
         .status
         .success();
     if ok {
@@ -121,10 +122,7 @@ fn check_formats(dir: &Path, py: &Python, what: &str) {
         serde_json::from_slice(&std::fs::read(dir.join("out.trace.json")).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
     let complete = events.iter().filter(|e| e["ph"] == "X").count() as u64;
-    assert_eq!(
-        complete, total_calls,
-        "{what}: one X event per call"
-    );
+    assert_eq!(complete, total_calls, "{what}: one X event per call");
     assert!(events.iter().any(|e| e["ph"] == "M"
         && e["name"] == "thread_name"
         && e["args"]["name"] == "MainThread"));
@@ -204,16 +202,21 @@ fn expected_label(file: &str, line: u32, name: &str) -> String {
         name.to_string()
     } else {
         let parts: Vec<&str> = file.split('/').collect();
-        let cut = parts.iter().rposition(|p| *p == "site-packages" || *p == "dist-packages").or_else(|| {
-            (1..parts.len()).rev().find(|&i| {
-                let lib = parts[i - 1] == "lib" || parts[i - 1] == "lib64";
-                let py = parts[i]
-                    .strip_prefix("python")
-                    .or_else(|| parts[i].strip_prefix("pypy"))
-                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.contains('.'));
-                lib && py
-            })
-        });
+        let cut = parts
+            .iter()
+            .rposition(|p| *p == "site-packages" || *p == "dist-packages")
+            .or_else(|| {
+                (1..parts.len()).rev().find(|&i| {
+                    let lib = parts[i - 1] == "lib" || parts[i - 1] == "lib64";
+                    let py = parts[i]
+                        .strip_prefix("python")
+                        .or_else(|| parts[i].strip_prefix("pypy"))
+                        .is_some_and(|v| {
+                            v.starts_with(|c: char| c.is_ascii_digit()) && v.contains('.')
+                        });
+                    lib && py
+                })
+            });
         let short = if file.starts_with('<') || file.is_empty() {
             file.to_string()
         } else {

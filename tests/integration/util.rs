@@ -60,7 +60,10 @@ extern "C" fn summary() {
         if uniq.is_empty() {
             "none".to_string()
         } else {
-            uniq.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+            uniq.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         }
     );
 }
@@ -466,7 +469,10 @@ pub fn wait_output(mut child: std::process::Child, limit: Duration, what: &str) 
 /// The stats of a `.prof` as the interpreter's own `pstats` reads them:
 /// `(file, line, name) -> (cc, nc, tt, ct)`. Fails the test when the file
 /// cannot be read.
-pub fn pstats(py: &Python, prof: &Path) -> std::collections::HashMap<(String, u32, String), (u64, u64, f64, f64)> {
+pub fn pstats(
+    py: &Python,
+    prof: &Path,
+) -> std::collections::HashMap<(String, u32, String), (u64, u64, f64, f64)> {
     let out = run(py
         .command()
         .arg("-c")
@@ -737,11 +743,6 @@ impl Spawned {
             );
             panic!("{msg}");
         }
-    }
-
-    /// Everything it printed on stderr.
-    pub fn stderr_text(&self) -> String {
-        self.err.text()
     }
 }
 
