@@ -29,7 +29,7 @@ fn outputs(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-type Stats = HashMap<(String, u32, String), (u64, u64, f64, f64)>;
+type Stats = util::PstatsMap;
 
 fn load_prof(py: &Python, dir: &Path, name: &str) -> Stats {
     util::pstats(py, &dir.join(name))

@@ -466,13 +466,13 @@ pub fn wait_output(mut child: std::process::Child, limit: Duration, what: &str) 
     }
 }
 
+/// `(file, line, name) -> (cc, nc, tt, ct)`, as pstats reads a `.prof`.
+pub type PstatsMap = std::collections::HashMap<(String, u32, String), (u64, u64, f64, f64)>;
+
 /// The stats of a `.prof` as the interpreter's own `pstats` reads them:
 /// `(file, line, name) -> (cc, nc, tt, ct)`. Fails the test when the file
 /// cannot be read.
-pub fn pstats(
-    py: &Python,
-    prof: &Path,
-) -> std::collections::HashMap<(String, u32, String), (u64, u64, f64, f64)> {
+pub fn pstats(py: &Python, prof: &Path) -> PstatsMap {
     let out = run(py
         .command()
         .arg("-c")
