@@ -380,3 +380,97 @@ fn reference_profiler_matches_real_cprofile() {
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+/// Checks rprof's times against the truth `timing_truth.py` measured
+/// itself: cumtime of `sleeper` and `spinner` and tottime of `time.sleep`
+/// within 2 % + 1 ms of the summed wall time of their calls; `spinner`'s
+/// own time plus that of the clock it reads is its cumtime.
+fn check_timing_truth(py: &Python, prof: &Path, truth: &Path, what: &str) {
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(truth).unwrap_or_else(|e| {
+            panic!(
+                "{what}: the workload wrote no truth to {}: {e}",
+                truth.display()
+            )
+        }))
+        .unwrap();
+    let t = |k: &str| truth[k].as_f64().unwrap();
+    let stats = util::pstats(py, prof);
+    let find = |name: &str| -> (u64, u64, f64, f64) {
+        let hits: Vec<_> = stats.iter().filter(|(k, _)| k.2 == name).collect();
+        assert_eq!(hits.len(), 1, "{what}: {name} in {hits:?}");
+        *hits[0].1
+    };
+    let close = |got: f64, want: f64, label: &str| {
+        assert!(
+            (got - want).abs() <= 0.02 * want + 1e-3,
+            "{what}: {label} is {got:.6} s, the workload measured {want:.6} s (tolerance 2 % + 1 ms)"
+        );
+    };
+    let sleeper = find("sleeper");
+    let spinner = find("spinner");
+    let sleep = find("<built-in method time.sleep>");
+    let clock = find("<built-in method time.process_time>");
+    assert_eq!((sleeper.1, spinner.1, sleep.1), (4, 3, 4), "{what}: calls");
+    close(sleeper.3, t("sleeper"), "cumtime of sleeper");
+    close(sleep.2, t("time.sleep"), "tottime of time.sleep");
+    close(spinner.3, t("spinner"), "cumtime of spinner");
+    close(
+        spinner.2 + clock.2,
+        spinner.3,
+        "tottime of spinner + process_time",
+    );
+    // The sleeper's own time is the little around the sleep.
+    assert!(
+        sleeper.2 < 0.1 * sleeper.3,
+        "{what}: tottime of sleeper {sleeper:?}"
+    );
+}
+
+/// rprof's tottime and cumtime against times the workload measured itself,
+/// launched and attached, on one interpreter per hook (and the setprofile
+/// hook on the newest too).
+#[test]
+fn times_match_what_the_workload_measured() {
+    let script = util::root().join("tests/targets/timing_truth.py");
+    let runner = util::root().join("tests/differential/attach_runner.py");
+    let dir = tempfile::tempdir().unwrap();
+    for py in util::one_per_hook() {
+        let hooks: &[Hook] = if py.at_least(3, 12) {
+            &[Hook::Monitoring, Hook::SetProfile]
+        } else {
+            &[Hook::SetProfile]
+        };
+        for &hook in hooks {
+            let case = dir
+                .path()
+                .join(format!("{}.{}-{}", py.version.0, py.version.1, hook.arg()));
+            std::fs::create_dir(&case).unwrap();
+            let what = format!(
+                "timing_truth.py on {} with --hook {}",
+                py.label(),
+                hook.arg()
+            );
+            let (prof, truth) = (case.join("run.prof"), case.join("run.json"));
+            let out = run(util::rprof()
+                .args(["run", "--hook", hook.arg(), "--python"])
+                .arg(&py.path)
+                .arg("-o")
+                .arg(&prof)
+                .arg(&script)
+                .arg(&truth));
+            assert!(out.status.success(), "{what}: {}", describe(&out));
+            check_timing_truth(py, &prof, &truth, &format!("{what}, launched"));
+            let (prof, truth) = (case.join("attached.prof"), case.join("attached.json"));
+            let w = Workload {
+                path: script.clone(),
+                threaded: false,
+                min_python: None,
+                exit: 0,
+                args: vec![truth.display().to_string()],
+            };
+            capture_attached(py, &runner, &w, hook, &prof);
+            check_timing_truth(py, &prof, &truth, &format!("{what}, attached"));
+        }
+    }
+}
