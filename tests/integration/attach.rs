@@ -222,6 +222,22 @@ impl Proc {
         }
     }
 
+    /// Whether the process has exited (without waiting).
+    pub(crate) fn exited(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_some()
+    }
+
+    /// Whether stderr has a line starting with `prefix` so far.
+    pub(crate) fn has_err_line(&self, prefix: &str) -> bool {
+        self.err
+            .state
+            .lock()
+            .unwrap()
+            .0
+            .iter()
+            .any(|l| l.starts_with(prefix))
+    }
+
     /// Waits for the process to exit; fails the test if it does not.
     pub(crate) fn finish(&mut self, limit: Duration) -> ExitStatus {
         self.wait_exit(limit).unwrap_or_else(|| {

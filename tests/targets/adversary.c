@@ -8,6 +8,8 @@
 #ifdef SLOW_CTOR
 /* Holds the dynamic loader's lock for RPROF_TEST_CTOR_MS (default 6000). */
 __attribute__((constructor)) static void slow_constructor(void) {
+    static const char line[] = "in-constructor\n";
+    (void)!write(1, line, sizeof line - 1);
     const char *ms = getenv("RPROF_TEST_CTOR_MS");
     usleep((useconds_t)(ms ? atoi(ms) : 6000) * 1000);
 }

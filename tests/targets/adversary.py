@@ -45,9 +45,11 @@ def main():
     threads = []
     loaded = []
     slow = arg("--slow-dlopen")
+    announced = threading.Event()
     if slow:
         def load():
             say("dlopen-started")
+            announced.set()
             ctypes.CDLL(slow)
             loaded.append(slow)
 
@@ -58,6 +60,8 @@ def main():
         threads.append(threading.Thread(target=worker))
     for t in threads:
         t.start()
+    if slow:
+        announced.wait()
     one_round()
     say("ready")
     while not stopped():

@@ -163,6 +163,9 @@ pub(crate) fn inject<R>(
                 Err(Missed::Trace(e)) => return Err(trace_err(pid, e)),
             };
         testing::pause_at("caught", None);
+        if signals::pending() {
+            return Err(interrupted(pid));
+        }
         match Frame::build(pid, &caught.thread, plan.restore_rt) {
             Ok(f) => break (caught.thread, caught.how, f),
             Err(CallError::NoRoom) => {
@@ -238,6 +241,7 @@ fn run_calls<R>(
             Ok(())
         }
     };
+    check()?;
     // 1. What a killed rprof left open.
     let stale: Vec<i32> = proc::fds(pid)
         .unwrap_or_default()

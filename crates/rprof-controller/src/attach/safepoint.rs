@@ -224,6 +224,10 @@ pub fn catch(
                 first = false;
                 crate::testing::pause_at("seized", None);
             }
+            if stop_requested() {
+                // Dropping `t` detaches it.
+                return Err(Missed::Interrupted);
+            }
             t.interrupt()?;
             match t.wait(Some(Duration::from_millis(20)))? {
                 None => {
