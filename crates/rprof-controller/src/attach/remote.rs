@@ -146,6 +146,10 @@ impl Frame {
             .is_some_and(|m| {
                 if m.label == "[stack]" {
                     at > m.start + 4096
+                } else if m.label == "[heap]" || m.path.is_some() {
+                    // An alternate signal stack in the heap or in a file
+                    // mapping: its real size is unknown.
+                    false
                 } else {
                     at.saturating_sub(m.start) >= STACK_ROOM && m.perms.starts_with("rw")
                 }
