@@ -178,13 +178,26 @@ fn start(path: &CStr, watch: &Watch) -> bool {
         watch.fail("the interpreter is not initialised (starting up or shutting down)");
         return false;
     }
-    // SAFETY: PyGILState_Ensure/Release bracket the GIL for this foreign
-    // thread; start() requires the GIL.
-    let started = unsafe {
-        let g = ensure();
-        let r = hooks::start(path, true);
-        release(g);
-        r
+    // The previous capture may still be ending (its agent waits for the
+    // GIL to remove its hooks, or a killed rprof's orphan agent has not
+    // noticed yet): give it up to 3 s.
+    let mut tries = 0;
+    let started = loop {
+        // SAFETY: PyGILState_Ensure/Release bracket the GIL for this
+        // foreign thread; start() requires the GIL.
+        let r = unsafe {
+            let g = ensure();
+            let r = hooks::start(path, true);
+            release(g);
+            r
+        };
+        match r {
+            Err(e) if e == hooks::ALREADY_RUNNING && tries < 300 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => break r,
+        }
     };
     if let Err(e) = started {
         if watch.header().shim_state.load(Acquire) != state::FAILED {

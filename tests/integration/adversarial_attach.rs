@@ -135,8 +135,12 @@ fn assert_nothing_left(pid: i32, ctx: &str) {
 }
 
 /// Waits until an abandoned capture's ring is gone (the shim notices
-/// that its reader died within a second or so).
+/// that its reader died within a second or so). A thread that rprof left
+/// inside `rprof_attach` finishes it (mapping the ring and starting an
+/// agent that will find no reader) moments after rprof died: give it those
+/// moments first.
 fn wait_rings_gone(pid: i32, ctx: &str) {
+    std::thread::sleep(Duration::from_millis(100));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !mapped_rings(pid).is_empty() {
         assert!(

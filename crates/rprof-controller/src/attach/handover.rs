@@ -56,12 +56,35 @@ fn call_err(pid: i32, e: CallError) -> AttachError {
     }
 }
 
-/// One borrowed thread with its frame: everything the calls need.
+/// One borrowed thread with its frame, and the state rprof put into the
+/// target through it. Dropping it undoes that state: memfds created and
+/// not yet handed to the shim are closed in the target, errno is put back,
+/// the thread is detached (waited for if need be) and rprof waits until no
+/// thread of the target shows it as tracer.
 struct Borrowed<'a> {
     pid: i32,
     plan: &'a Plan,
     thread: Seized,
     frame: Frame,
+    /// Target fds of memfds we created, until the shim owns them.
+    created: Vec<i32>,
+    /// errno's address and value before the first call.
+    errno: Option<(u64, Vec<u8>)>,
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        for fd in std::mem::take(&mut self.created) {
+            if self.close(fd).is_err() {
+                break;
+            }
+        }
+        if let Some((at, v)) = &self.errno {
+            let _ = ptrace::write(self.pid, *at, v);
+        }
+        let _ = self.thread.release();
+        confirm_untraced(self.pid);
+    }
 }
 
 impl Borrowed<'_> {
@@ -175,34 +198,25 @@ pub(crate) fn inject<R>(
             Err(e) => return Err(call_err(pid, e)),
         }
     };
+    let errno = plan.errno_tpoff.and_then(|off| {
+        let at = frame.fs_base().wrapping_add(off);
+        let v = ptrace::read(pid, at, 4).ok().filter(|v| v.len() == 4)?;
+        Some((at, v))
+    });
     let mut b = Borrowed {
         pid,
         plan,
         thread,
         frame,
+        created: Vec::new(),
+        errno,
     };
-    let errno_at = plan
-        .errno_tpoff
-        .map(|off| b.frame.fs_base().wrapping_add(off));
-    let errno = errno_at.and_then(|a| ptrace::read(pid, a, 4).ok().filter(|v| v.len() == 4));
-    let mut created: Vec<i32> = Vec::new();
     let nonce = shim::nonce();
-    let result = run_calls(&mut b, &nonce, ring_bytes, make_ring, &mut created);
-    if result.is_err() {
-        // Undo: nothing of ours stays open in the target.
-        for fd in created {
-            if b.close(fd).is_err() {
-                break;
-            }
-        }
-    }
-    if let (Some(a), Some(v)) = (errno_at, &errno) {
-        let _ = ptrace::write(pid, a, v);
-    }
-    let calls_done = b.frame_calls();
-    let tid = b.thread.tid();
-    b.thread.detach().map_err(|e| trace_err(pid, e))?;
-    confirm_untraced(pid);
+    let result = run_calls(&mut b, &nonce, ring_bytes, make_ring);
+    let (calls, tid) = (b.frame.calls(), b.thread.tid());
+    // Undo what is left to undo, give the thread back, check no thread is
+    // traced.
+    drop(b);
     let ring = result?;
     Ok((
         ring,
@@ -210,16 +224,10 @@ pub(crate) fn inject<R>(
             thread: tid,
             safe_point: how,
             reused: plan.loaded_entry.is_some(),
-            calls: calls_done,
+            calls,
             ring_link: shim::memfd_link(&shim::ring_name(&nonce)),
         },
     ))
-}
-
-impl Borrowed<'_> {
-    fn frame_calls(&self) -> u32 {
-        self.frame.calls()
-    }
 }
 
 fn interrupted(pid: i32) -> AttachError {
@@ -231,7 +239,6 @@ fn run_calls<R>(
     nonce: &str,
     ring_bytes: u64,
     make_ring: impl FnOnce(File) -> Result<R, String>,
-    created: &mut Vec<i32>,
 ) -> Result<R, AttachError> {
     let pid = b.pid;
     let check = || {
@@ -262,7 +269,7 @@ fn run_calls<R>(
             pid,
             why: "memfd_create failed in the target (Linux 3.17 or newer is needed)".into(),
         })?;
-    created.push(ring_fd);
+    b.created.push(ring_fd);
     let file = take_fd(pid, ring_fd, &ring_name).map_err(|why| AttachError::Inject { pid, why })?;
     shim::reserve(&file, ring_bytes).map_err(|e| AttachError::NoMemory {
         pid,
@@ -287,7 +294,7 @@ fn run_calls<R>(
                     why: "memfd_create failed in the target".into(),
                 })?,
             };
-            created.push(fd);
+            b.created.push(fd);
             let file = take_fd(pid, fd, &name).map_err(|why| AttachError::Inject { pid, why })?;
             shim::fill_shim(&file).map_err(|e| AttachError::Inject {
                 pid,
@@ -321,7 +328,7 @@ fn run_calls<R>(
     check()?;
     // 5. Start the agent; the shim owns (and closes) both fds from here.
     b.call(entry, &[ring_fd as u64, shim_fd as i64 as u64], &[])?;
-    created.clear();
+    b.created.clear();
     Ok(ring)
 }
 

@@ -54,7 +54,7 @@ fn is_loader(path: &str) -> bool {
         .is_some_and(|n| n.starts_with("ld-linux") || n.starts_with("ld-2.") || n == "ld.so")
 }
 
-fn is_libc(path: &str) -> bool {
+pub(crate) fn is_libc(path: &str) -> bool {
     path.rsplit('/').next().is_some_and(|n| {
         n == "libc.so.6"
             || (n.starts_with("libc-") && n.ends_with(".so"))
@@ -101,7 +101,7 @@ fn live_ring(pid: i32, m: &proc::Mapping) -> bool {
 
 /// `__restore_rt` in the executable mapping of the target's libc: the only
 /// place of its 9 bytes (`mov $15,%rax; syscall`).
-fn find_restore_rt(pid: i32, maps: &[proc::Mapping], libc_path: &str) -> Option<u64> {
+pub(crate) fn find_restore_rt(pid: i32, maps: &[proc::Mapping], libc_path: &str) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(proc::in_target_root(pid, libc_path)).ok()?;
     for m in maps
@@ -258,15 +258,16 @@ pub(crate) fn inspect(pid: i32) -> Result<Target, AttachError> {
             .map(|m| (m.start, m.end))
             .collect()
     };
-    let ranges = Ranges {
-        python: exec_of(&|p: &str| p == python.path),
-        loader: exec_of(&|p: &str| is_loader(p)),
-    };
     let restore_rt =
         find_restore_rt(pid, &maps, &libc_mod.path).ok_or_else(|| AttachError::Inject {
             pid,
             why: "no rt_sigreturn trampoline (__restore_rt) found in the target's libc".into(),
         })?;
+    let ranges = Ranges {
+        python: exec_of(&|p: &str| p == python.path),
+        loader: exec_of(&|p: &str| is_loader(p)),
+        restore_rt,
+    };
     let errno_tpoff = c
         .get("__errno_location")
         .and_then(|&at| errno_tpoff(pid, at));

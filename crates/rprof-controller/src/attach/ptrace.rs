@@ -263,10 +263,11 @@ impl Seized {
     /// Stops the thread if needed (waiting as long as it takes) and
     /// detaches, delivering any held signal. The thread runs on.
     pub fn detach(mut self) -> Result<(), TraceError> {
-        self.detach_now()
+        self.release()
     }
 
-    fn detach_now(&mut self) -> Result<(), TraceError> {
+    /// [`detach`](Self::detach), for an owner that is being dropped.
+    pub fn release(&mut self) -> Result<(), TraceError> {
         if self.gone {
             return Ok(());
         }
@@ -303,7 +304,7 @@ impl Seized {
 
 impl Drop for Seized {
     fn drop(&mut self) {
-        let _ = self.detach_now();
+        let _ = self.release();
     }
 }
 

@@ -299,3 +299,77 @@ impl Frame {
         self.data
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attach::{elf, inspect, proc};
+    use std::process::Command;
+
+    #[test]
+    fn restarts_are_pre_applied() {
+        // SAFETY: user_regs_struct is plain integers; all-zero is valid.
+        let mut r: Regs = unsafe { std::mem::zeroed() };
+        r.orig_rax = 7;
+        r.rax = (-514i64) as u64;
+        r.rip = 0x1002;
+        pre_apply_restart(&mut r);
+        assert_eq!((r.rip, r.rax, r.orig_rax), (0x1000, 7, u64::MAX));
+        r.orig_rax = 230;
+        r.rax = (-516i64) as u64;
+        r.rip = 0x2002;
+        pre_apply_restart(&mut r);
+        assert_eq!((r.rip, r.rax), (0x2000, NR_RESTART_SYSCALL));
+        // A finished call keeps its result; outside a call nothing changes.
+        r.orig_rax = 0;
+        r.rax = 5;
+        r.rip = 0x3000;
+        pre_apply_restart(&mut r);
+        assert_eq!((r.rip, r.rax, r.orig_rax), (0x3000, 5, u64::MAX));
+    }
+
+    /// Borrows `sleep 1` inside clock_nanosleep, makes it create a memfd,
+    /// gives it back: it must create the memfd, then finish its sleep
+    /// (not early) and exit 0.
+    #[test]
+    fn a_call_runs_and_the_thread_comes_back() {
+        let started = std::time::Instant::now();
+        let mut child = Command::new("sleep").arg("1").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = started + Duration::from_secs(5);
+        while !proc::task_syscall(pid, pid).is_some_and(|s| s.starts_with("230 ")) {
+            assert!(Instant::now() < deadline, "sleep never slept");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let maps = proc::maps(pid).unwrap();
+        let libc_mod = elf::find(pid, &maps, inspect::is_libc).unwrap();
+        let syscall = elf::symbols(&libc_mod, &["syscall"]).unwrap()["syscall"];
+        let rt = inspect::find_restore_rt(pid, &maps, &libc_mod.path).unwrap();
+        let mut t = Seized::seize(pid).unwrap();
+        t.interrupt().unwrap();
+        assert_eq!(
+            t.wait(Some(Duration::from_secs(2))).unwrap(),
+            Some(Event::Interrupted)
+        );
+        let mut f = Frame::build(pid, &t, rt).unwrap();
+        let name = b"rprof-unit-test\0";
+        f.call(
+            &mut t,
+            syscall,
+            &[319, f.data_ptr(), libc::MFD_CLOEXEC as u64],
+            name,
+            &mut || {},
+        )
+        .unwrap();
+        let fds = proc::fds(pid).unwrap();
+        assert!(
+            fds.iter()
+                .any(|(_, l)| l == "/memfd:rprof-unit-test (deleted)"),
+            "{fds:?}"
+        );
+        t.detach().unwrap();
+        let st = child.wait().unwrap();
+        assert!(st.success(), "{st:?}");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+}

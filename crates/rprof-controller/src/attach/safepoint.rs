@@ -14,8 +14,9 @@
 //!
 //! Either way, its live stack (the 64 KiB above `rsp`) must hold no return
 //! address into the dynamic loader (a thread waiting inside `dlopen` or
-//! running a library constructor) and its stack mapping must leave room
-//! for the call. Threads that do not qualify are let go at once. The search
+//! running a library constructor) and no signal frame (a thread running a
+//! signal handler, which may have interrupted `malloc`), and its stack
+//! mapping must leave room for the call. Threads that do not qualify are let go at once. The search
 //! repeats every few milliseconds (a thread may block just after being
 //! looked at) until the deadline.
 //!
@@ -61,6 +62,9 @@ pub struct Ranges {
     pub python: Vec<(u64, u64)>,
     /// Executable mappings of the dynamic loader.
     pub loader: Vec<(u64, u64)>,
+    /// glibc's `__restore_rt`: on a thread's stack, the return address of
+    /// a signal handler that is running.
+    pub restore_rt: u64,
 }
 
 fn within(ranges: &[(u64, u64)], a: u64) -> bool {
@@ -114,10 +118,12 @@ fn qualifies(pid: i32, t: &Seized, ranges: &Ranges) -> Result<Option<String>, Tr
         .map_or(r.rsp, |m| m.end);
     let len = top.saturating_sub(r.rsp).min(64 * 1024) as usize;
     let stack = ptrace::read(pid, r.rsp, len)?;
+    // Nor may it be running a signal handler (the code it interrupted may
+    // hold malloc's lock): its return address is __restore_rt.
     if stack
         .chunks_exact(8)
         .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
-        .any(|v| within(&ranges.loader, v) && after_a_call(pid, v))
+        .any(|v| v == ranges.restore_rt || (within(&ranges.loader, v) && after_a_call(pid, v)))
     {
         return Ok(None);
     }
