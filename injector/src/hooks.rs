@@ -165,6 +165,9 @@ pub struct Capture {
 /// Failure to start, with a message for the user.
 pub type StartError = &'static str;
 
+/// [`start`]'s error when a capture is running already.
+pub const ALREADY_RUNNING: StartError = "a capture is already running in this process";
+
 /// Starts a capture writing to the ring at `path`.
 ///
 /// # Safety
@@ -188,7 +191,7 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     // SAFETY: GIL held (caller).
     let slot = unsafe { CAPTURE.get() };
     if slot.is_some() {
-        return Err("a capture is already running in this process");
+        return Err(ALREADY_RUNNING);
     }
     // SAFETY: the path names a ring file the reader created.
     let mut writer = unsafe { Writer::open(path) }?;

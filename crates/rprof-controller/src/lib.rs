@@ -2,7 +2,7 @@
 //! process and the capture started there.
 //!
 //! * [`shim`] carries the shim library (built from `injector/` by this
-//!   crate's build script) and writes it into a private working directory.
+//!   crate's build script) and the memfds that hand it and the ring over.
 //! * [`launch`] starts a script or module under the shim, as
 //!   `python -m cProfile` would run it (`rprof run`).
 //!
@@ -13,9 +13,9 @@ pub mod attach;
 pub mod launch;
 pub mod shim;
 pub mod signals;
+pub mod testing;
 
 pub use launch::{Launch, Target};
-pub use shim::Workdir;
 
 /// Errors of the controller, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]

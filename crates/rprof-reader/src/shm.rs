@@ -42,10 +42,6 @@ impl Ring {
     /// Creates the ring file at `path` (which must not exist), readable and
     /// writable by its owner only, and writes its header.
     pub fn create(path: &Path, config: RingConfig) -> Result<Ring, ReaderError> {
-        let words = (config.bytes / 8)
-            .max(MIN_CAPACITY_WORDS as usize)
-            .next_power_of_two();
-        let len = HEADER_BYTES + words * 8;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -53,8 +49,31 @@ impl Ring {
             .mode(0o600)
             .open(path)
             .map_err(|e| ReaderError::io(format!("cannot create {}", path.display()), e))?;
-        file.set_len(len as u64)
-            .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?;
+        Self::create_in(file, path, config)
+    }
+
+    /// The size in bytes of a ring made with `config`.
+    pub fn file_len(config: &RingConfig) -> u64 {
+        let words = (config.bytes / 8)
+            .max(MIN_CAPACITY_WORDS as usize)
+            .next_power_of_two();
+        (HEADER_BYTES + words * 8) as u64
+    }
+
+    /// Makes a ring in `file` (a new memfd, already sized to
+    /// [`file_len`](Self::file_len) and reserved, or an empty file), named
+    /// `path` in messages.
+    pub fn create_in(file: File, path: &Path, config: RingConfig) -> Result<Ring, ReaderError> {
+        let len = Self::file_len(&config) as usize;
+        let words = (len - HEADER_BYTES) / 8;
+        let have = file
+            .metadata()
+            .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?
+            .len();
+        if have != len as u64 {
+            file.set_len(len as u64)
+                .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?;
+        }
         // SAFETY: the file is ours, freshly created and sized; the shim that
         // maps it too only ever writes through atomics in the header and
         // into the data area, which we never reference, only copy from.
