@@ -6,6 +6,7 @@
 //! `RPROF_TEST_PYTHON` (colon-separated). Unsupported versions are skipped
 //! with a message; finding none at all fails.
 
+mod adversarial_shim;
 mod attach;
 mod cli;
 mod differential;
