@@ -387,3 +387,44 @@ fn forked_child_drops_the_capture() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Item 14 (part): `__main__` as plain python makes it.
+
+#[test]
+fn run_main_globals_match_plain_python() {
+    for py in util::interpreters() {
+        let s = script("main_globals.py");
+        let mut plain = Command::new(&py.path);
+        plain.arg(&s);
+        let want = util::run(&mut plain);
+        let got = run_limited(
+            rprof_run(
+                py,
+                if py.at_least(3, 12) {
+                    "monitoring"
+                } else {
+                    "setprofile"
+                },
+                &["-o", "/dev/null", "--format", "pstats"],
+            )
+            .arg(&s),
+            Duration::from_secs(60),
+            &py.label(),
+        );
+        let pick = |o: &Output| -> Vec<String> {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("BUILTINS") || l.starts_with("LOADER"))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            pick(&got),
+            pick(&want),
+            "{}\n{}",
+            py.label(),
+            util::describe(&got)
+        );
+    }
+}
