@@ -284,15 +284,17 @@ fn drop_policy_never_waits() {
         c.args(["run", "--on-full", "drop", "--ring-size", "1", "--python"])
             .arg(&py.path)
             .arg(script("new_functions.py"))
-            .arg("3")
+            .arg("6")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let child = c.spawn().unwrap();
         let pid = child.id();
         std::thread::sleep(Duration::from_millis(700));
+        // Long enough for the 1 MiB ring to fill even on a loaded machine
+        // (the assertion on exit status 3 checks that it did).
         util::signal(pid, "STOP");
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(4000));
         util::signal(pid, "CONT");
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
