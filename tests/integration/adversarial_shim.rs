@@ -195,12 +195,22 @@ fn reader_killed_with_a_full_ring_target_behind_in_time() {
     }
 }
 
+/// The seconds a capture covered, from rprof's summary line.
+fn captured_seconds(stderr: &str) -> f64 {
+    stderr
+        .split(" over ")
+        .nth(1)
+        .and_then(|r| r.split(" s ").next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// rprof attaches from a time namespace 60 s *behind* the target's (the
 /// case where comparing clocks made the shim think its live reader was
-/// silent and abandon the capture at once): the capture must be complete.
-/// Then rprof is killed, and the target must carry on.
+/// silent and stop the capture at once): the capture must cover the whole
+/// `-d 1` and be complete.
 #[test]
-fn attach_across_time_namespaces_then_reader_killed() {
+fn attach_from_a_reader_behind_in_time() {
     let py = util::interpreters().last().unwrap();
     let dir = tempdir();
     let status = dir.path().join("status");
@@ -216,7 +226,6 @@ fn attach_across_time_namespaces_then_reader_killed() {
     let mut tchild = tgt.spawn().unwrap();
     let pid = wait_for_file(&status, Duration::from_secs(30)).expect("target started");
     let target = Target(pid.trim().parse().unwrap());
-    // A capture of one second, from a reader 60 s behind.
     let prof = dir.path().join("p.prof");
     let out = run_limited(
         Command::new("unshare")
@@ -227,18 +236,49 @@ fn attach_across_time_namespaces_then_reader_killed() {
         Duration::from_secs(60),
         &ctx,
     );
+    std::fs::write(&done, "").unwrap();
+    let st = tchild.wait();
+    drop(target);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{ctx}: the capture must be complete\n{}",
         util::describe(&out)
     );
-    // Again, and kill rprof mid-capture.
+    assert!(
+        captured_seconds(&err) > 0.5,
+        "{ctx}: the capture ended early (the shim thought rprof was gone)\n{}",
+        util::describe(&out)
+    );
+    assert!(st.unwrap().success(), "{ctx}");
+}
+
+/// The target runs 60 s *behind* rprof (the case where comparing clocks
+/// never declared a dead reader dead); rprof attaches, then is killed
+/// while the target fills the ring. The target must carry on and finish.
+#[test]
+fn attached_reader_killed_target_behind_in_time() {
+    let py = util::interpreters().last().unwrap();
+    let dir = tempdir();
+    let status = dir.path().join("status");
+    let done = dir.path().join("done");
+    let ctx = format!("{} (target 60 s behind rprof)", py.label());
+    let mut tgt = Command::new("unshare");
+    tgt.args(["-T", "--monotonic=-60"])
+        .arg(&py.path)
+        .arg(script("busy.py"))
+        .arg(&status)
+        .arg(&done)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut tchild = tgt.spawn().unwrap();
+    let pid = wait_for_file(&status, Duration::from_secs(30)).expect("target started");
+    let target = Target(pid.trim().parse().unwrap());
     let err = dir.path().join("rprof.err");
-    let mut rp = Command::new("unshare");
-    rp.args(["-T", "--monotonic=-60"])
-        .arg(env!("CARGO_BIN_EXE_rprof"))
-        .args(["attach", pid.trim(), "--ring-size", "1", "-o"])
+    let mut rp = util::rprof();
+    rp.args(["attach", pid.trim(), "--ring-size", "1", "-o"])
         .arg(dir.path().join("q.prof"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -251,23 +291,21 @@ fn attach_across_time_namespaces_then_reader_killed() {
     {
         assert!(
             Instant::now() < until,
-            "{ctx}: second attach did not start: {}",
+            "{ctx}: the attach did not start: {}",
             std::fs::read_to_string(&err).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
-    // unshare execs rprof: this is rprof's PID.
     util::signal(rchild.id(), "KILL");
     rchild.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&done, "").unwrap();
     let ok = wait_for_file(&dir.path().join("status.ok"), Duration::from_secs(20));
-    let st = tchild.wait();
-    drop(target);
     let ok = ok.unwrap_or_else(|| panic!("{ctx}: the target hung after rprof was killed"));
     assert!(ok.starts_with("finished"), "{ctx}: {ok}");
-    assert!(st.unwrap().success(), "{ctx}");
+    assert!(tchild.wait().unwrap().success(), "{ctx}");
+    drop(target);
 }
 
 /// With `--on-full drop`, the target never waits, not even for the
@@ -298,10 +336,24 @@ fn drop_policy_never_waits() {
         util::signal(pid, "CONT");
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            err.contains("waited 0 times"),
-            "{ctx}: the target waited with --on-full drop\n{}",
+            err.contains("waited 0 times") && !err.contains("stopped recording"),
+            "{ctx}: the target waited with --on-full drop (or gave up on rprof)\n{}",
             util::describe(&out)
+        );
+        // A write that waited for the stopped reader would stall one
+        // iteration for a second or more.
+        let longest: f64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("longest_iteration "))
+            .unwrap_or_else(|| panic!("{ctx}: no report\n{}", util::describe(&out)))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            longest < 0.9,
+            "{ctx}: one iteration took {longest} s: the target waited for the ring"
         );
         assert_eq!(
             out.status.code(),
