@@ -22,8 +22,8 @@ use crate::hooks;
 use crate::ring::monotonic_ns;
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
-use core::sync::atomic::Ordering::Release;
-use core::sync::atomic::Ordering::{Acquire, Relaxed};
+use core::sync::atomic::AtomicPtr;
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use rprof_abi::{command, state, Header, HEADER_BYTES, READER_TIMEOUT_NS};
 use std::ffi::CString;
 use std::time::Duration;
@@ -52,7 +52,11 @@ impl Watch {
                 0,
             )
         };
-        (map != libc::MAP_FAILED).then_some(Watch { map })
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        WATCH.store(map, Release);
+        Some(Watch { map })
     }
 
     fn header(&self) -> &Header {
@@ -74,6 +78,18 @@ impl Watch {
         }
         self.header().shim_state.store(state::FAILED, Release);
     }
+
+    /// Tells rprof the agent runs and now waits for the GIL (state
+    /// [`state::WAITING_FOR_GIL`]), so that a start that never comes is
+    /// blamed on the GIL only when that is where the agent is.
+    fn waiting_for_gil(&self) {
+        let _ = self.header().shim_state.compare_exchange(
+            state::NEW,
+            state::WAITING_FOR_GIL,
+            Release,
+            Relaxed,
+        );
+    }
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics (and
@@ -83,8 +99,28 @@ unsafe impl Send for Watch {}
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        if WATCH.swap(ptr::null_mut(), AcqRel).is_null() {
+            // Already unmapped by forget_in_child (cannot happen in the
+            // process that runs the agent; kept for symmetry).
+            return;
+        }
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(self.map, HEADER_BYTES) };
+    }
+}
+
+/// The agent's mapping of the ring header, while an agent runs.
+static WATCH: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+/// In a forked child, which has no agent thread: unmaps the view of the
+/// ring header the parent's agent had, so that nothing of the parent's
+/// capture stays mapped in the child.
+pub fn forget_in_child() {
+    let map = WATCH.swap(ptr::null_mut(), AcqRel);
+    if !map.is_null() {
+        // SAFETY: the mapping was made by Watch::open in the parent; in the
+        // child no thread uses it (the agent thread was not forked).
+        unsafe { libc::munmap(map, HEADER_BYTES) };
     }
 }
 
@@ -134,6 +170,10 @@ fn run(fd: c_int, watch: Watch) {
     if !started {
         return;
     }
+    // The reader is alive while its heartbeat counter moves; how long it
+    // has not moved is measured on this process's own clock.
+    let mut seen = watch.header().heartbeat.load(Relaxed);
+    let mut seen_at = monotonic_ns();
     loop {
         std::thread::sleep(Duration::from_millis(10));
         // Events of a target that went idle mid-batch become visible.
@@ -141,8 +181,13 @@ fn run(fd: c_int, watch: Watch) {
         let h = watch.header();
         let stop = h.command.load(Acquire) == command::STOP;
         let st = h.shim_state.load(Acquire);
-        let heartbeat = h.heartbeat_ns.load(Relaxed);
-        let silent = monotonic_ns().saturating_sub(heartbeat) > READER_TIMEOUT_NS;
+        let heartbeat = h.heartbeat.load(Relaxed);
+        let now = monotonic_ns();
+        if heartbeat != seen {
+            seen = heartbeat;
+            seen_at = now;
+        }
+        let silent = now.saturating_sub(seen_at) > READER_TIMEOUT_NS;
         if stop || silent || st != state::RECORDING {
             break;
         }
@@ -178,6 +223,7 @@ fn start(path: &CStr, watch: &Watch) -> bool {
         watch.fail("the interpreter is not initialised (starting up or shutting down)");
         return false;
     }
+    watch.waiting_for_gil();
     // The previous capture may still be ending (its agent waits for the
     // GIL to remove its hooks, or a killed rprof's orphan agent has not
     // noticed yet): give it up to 3 s.

@@ -124,6 +124,7 @@ api! {
     py_decref: "Py_DecRef" => fn(PyObj);
     eval_set_profile: "PyEval_SetProfile" => fn(Option<TraceFunc>, PyObj);
     interp_head: "PyInterpreterState_Head" => fn() -> PyObj;
+    interp_next: "PyInterpreterState_Next" => fn(PyObj) -> PyObj;
     thread_get: "PyThreadState_Get" => fn() -> PyObj;
     interp_thread_head: "PyInterpreterState_ThreadHead" => fn(PyObj) -> PyObj;
     thread_next: "PyThreadState_Next" => fn(PyObj) -> PyObj;
@@ -163,6 +164,8 @@ api! {
         frame_get_code: "PyFrame_GetCode" => fn(PyObj) -> PyObj;
         eval_set_profile_tstate: "_PyEval_SetProfile" => fn(PyObj, Option<TraceFunc>, PyObj) -> c_int;
         eval_set_profile_all: "PyEval_SetProfileAllThreads" => fn(Option<TraceFunc>, PyObj);
+        interp_main: "PyInterpreterState_Main" => fn() -> PyObj;
+        thread_get_id: "PyThreadState_GetID" => fn(PyObj) -> u64;
     }
     data {
         none: "_Py_NoneStruct";

@@ -30,8 +30,9 @@ extern "C" fn at_exit() {
 
 extern "C" fn after_fork_in_child() {
     // The child shares the ring with its parent but must not write to it:
-    // the parent is its only producer.
-    hooks::ACTIVE.store(false, core::sync::atomic::Ordering::Release);
+    // the parent is its only producer. Its first event removes the hooks
+    // it inherited and unmaps the ring (hooks::forget_in_child).
+    hooks::after_fork_in_child();
     ring::forget_header();
 }
 

@@ -7,6 +7,7 @@
 //! with a message; finding none at all fails.
 
 mod adversarial_attach;
+mod adversarial_shim;
 mod attach;
 mod cli;
 mod differential;

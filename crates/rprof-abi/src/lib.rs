@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"rprofrg\n";
 /// Bumped whenever anything in this crate changes meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of the header area in bytes; the data area starts here.
 pub const HEADER_BYTES: usize = 4096;
 /// Longest string (in bytes) a definition record carries; longer strings
@@ -108,8 +108,15 @@ pub enum Mode {
     Floor = 1,
 }
 
-/// How long the shim waits for a silent reader before it stops recording.
+/// How long the shim waits for a silent reader before it stops recording,
+/// measured on the shim's own clock while [`Header::heartbeat`] does not
+/// move.
 pub const READER_TIMEOUT_NS: u64 = 1_000_000_000;
+/// The longest one write waits for ring space with [`FullPolicy::Wait`]
+/// (other threads wait as long, for the GIL). After that, the event is
+/// dropped and counted in [`Header::dropped`]; if the reader also showed no
+/// sign of life meanwhile, the capture is abandoned.
+pub const MAX_WAIT_NS: u64 = READER_TIMEOUT_NS;
 
 /// Shim life cycle, in [`Header::shim_state`].
 pub mod state {
@@ -125,6 +132,8 @@ pub mod state {
     /// The shim could not start; [`Header::error`](super::Header::error)
     /// says why.
     pub const FAILED: u32 = 4;
+    /// The attach agent runs and waits for the GIL to start the capture.
+    pub const WAITING_FOR_GIL: u32 = 5;
 }
 
 /// Reader → shim requests, in [`Header::command`].
@@ -185,8 +194,12 @@ pub struct Header {
 
     /// Consumer cursor, in words (reader).
     pub tail: AtomicU64,
-    /// `CLOCK_MONOTONIC` nanoseconds of the reader's last sign of life.
-    pub heartbeat_ns: AtomicU64,
+    /// The reader's sign of life: a counter it advances every time it
+    /// drains the ring (at least every few milliseconds). The shim decides
+    /// the reader is gone when this stops moving for [`READER_TIMEOUT_NS`]
+    /// by its *own* clock: no timestamp crosses the process boundary, so
+    /// readers and targets in different time namespaces agree.
+    pub heartbeat: AtomicU64,
     /// One of [`command`] (reader).
     pub command: AtomicU32,
     _pad2: [u8; 44],
@@ -232,7 +245,7 @@ impl Header {
             threads_hooked: AtomicU32::new(0),
             _pad1: [0; 12],
             tail: AtomicU64::new(0),
-            heartbeat_ns: AtomicU64::new(0),
+            heartbeat: AtomicU64::new(0),
             command: AtomicU32::new(command::RUN),
             _pad2: [0; 44],
             error: [0; ERROR_BYTES],

@@ -94,13 +94,23 @@ pub struct Summary {
     pub shim_error: Option<String>,
     /// Why reading stopped early, if it did.
     pub corrupt: Option<String>,
+    /// What the reader refused to keep because a bound was reached (a
+    /// hostile or broken ring); see [`rprof_stats::limits`].
+    pub refused: rprof_stats::Refused,
+    /// Events dropped because their thread was refused.
+    pub refused_events: u64,
 }
 
 impl Summary {
     /// True when the statistics are complete: nothing dropped, nothing
     /// corrupt, nothing abandoned.
     pub fn is_exact(&self) -> bool {
-        self.dropped == 0 && self.invalid_events == 0 && self.corrupt.is_none() && !self.abandoned
+        self.dropped == 0
+            && self.invalid_events == 0
+            && self.corrupt.is_none()
+            && !self.abandoned
+            && !self.refused.any()
+            && self.refused_events == 0
     }
 }
 
@@ -218,6 +228,7 @@ impl Session {
         let v = h.python_version.load(Relaxed);
         let st = h.shim_state.load(Acquire);
         let error = String::from_utf8_lossy(h.error_message()).into_owned();
+        let (refused, refused_events) = self.stream.refused();
         let summary = Summary {
             python_version: (v != 0).then_some(((v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8)),
             hook: Hook::from_u32(h.hook_used.load(Relaxed)).filter(|_| v != 0),
@@ -233,6 +244,8 @@ impl Session {
             abandoned: st == state::ABANDONED,
             shim_error: (st == state::FAILED).then_some(error),
             corrupt: self.corrupt,
+            refused,
+            refused_events,
         };
         let (profile, paths) = self.stream.finish_with_paths(spt);
         Capture {

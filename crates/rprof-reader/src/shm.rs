@@ -118,11 +118,10 @@ impl Ring {
         self.capacity
     }
 
-    /// Signals the shim that the reader is alive.
+    /// Signals the shim that the reader is alive: advances the counter the
+    /// shim watches (see [`Header::heartbeat`]).
     pub fn heartbeat(&self) {
-        self.header()
-            .heartbeat_ns
-            .store(crate::clock::monotonic_ns(), Relaxed);
+        self.header().heartbeat.fetch_add(1, Relaxed);
     }
 
     /// Asks the shim to stop.

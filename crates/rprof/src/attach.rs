@@ -133,7 +133,10 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
         }
         if Instant::now() > deadline {
             session.ring().request_stop();
-            bail!("the profiler did not start in PID {pid} within {START_TIMEOUT:?}: its interpreter never released the GIL");
+            if session.shim_state() == state::WAITING_FOR_GIL {
+                bail!("the profiler did not start in PID {pid} within {START_TIMEOUT:?}: its interpreter never released the GIL (a long computation in C holds it); try again");
+            }
+            bail!("the profiler's agent in PID {pid} did not start within {START_TIMEOUT:?}; try again, and report it if it persists");
         }
         std::thread::sleep(Duration::from_micros(200));
     }

@@ -71,6 +71,13 @@ pub fn summarize(capture: &Capture) -> bool {
         s.waits,
         s.wait_seconds,
     );
+    if s.refused.any() || s.refused_events > 0 {
+        let r = &s.refused;
+        eprintln!(
+            "rprof: warning: the target sent more than rprof keeps (a broken or hostile ring): refused {} function definitions, {} threads ({} of their events), {} calls, {} thread names; the profile is incomplete",
+            r.functions, r.threads, s.refused_events, r.frames, r.names
+        );
+    }
     if s.dropped > 0 {
         eprintln!(
             "rprof: warning: {} events were dropped because the ring was full; the profile is incomplete (use a larger --ring-size, or --on-full wait)",
