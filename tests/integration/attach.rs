@@ -781,6 +781,32 @@ fn target_blocked_in_read_gets_all_its_data() {
     }
 }
 
+#[test]
+fn idle_target_gives_an_empty_capture_that_says_so() {
+    for py in oldest_and_newest() {
+        let ctx = format!("acceptor.py on {}, idle in accept", py.label());
+        let mut t = start_with(&py.path, &py.label(), "acceptor.py", &["2"], false);
+        let ready = t.expect_out("ready", READY);
+        let port: u16 = ready[6..].trim().parse().unwrap();
+        wait_in_syscall(t.pid, &[43, 288], "accept");
+        let out = attach_run(t.pid, &["--duration", "1", "-o", "/dev/null"]);
+        assert_eq!(out.status.code(), Some(0), "{ctx}: {}", out.describe());
+        assert!(
+            out.stderr.contains("rprof: 0 events")
+                && out
+                    .stderr
+                    .contains("rprof: warning: no events were recorded: no thread ran Python code"),
+            "{ctx}: an empty capture must say so: {}",
+            out.describe()
+        );
+        assert_untouched(t.pid, &ctx);
+        assert_eq!(ask(port, "x"), "echo:x\n", "{ctx}\n{}", t.describe());
+        assert_eq!(ask(port, "quit"), "echo:tiuq\n", "{ctx}\n{}", t.describe());
+        let st = t.finish(FINISH);
+        assert!(st.success(), "{ctx}\n{}", t.describe());
+    }
+}
+
 /// Connects to the acceptor, sends `line`, returns its answer.
 fn ask(port: u16, line: &str) -> String {
     use std::net::TcpStream;
@@ -1311,6 +1337,61 @@ fn python_older_than_3_8_is_status_14() {
         assert_untouched(t.pid, &ctx);
         assert_no_shim(t.pid, &ctx);
         t.finish_ok(&ctx);
+    }
+}
+
+#[test]
+fn free_threaded_build_is_refused_with_status_21_until_supported() {
+    if util::FREE_THREADED_SUPPORTED {
+        return;
+    }
+    let fts = util::free_threaded_interpreters();
+    if fts.is_empty() {
+        eprintln!("RPROF_TEST_PYTHON names no free-threaded build: nothing to refuse");
+    }
+    for py in fts {
+        let ctx = format!("sleeper.py on {}", py.label());
+        let mut t = start_with(&py.path, &py.label(), "sleeper.py", &[], false);
+        t.expect_out("ready", READY);
+        let out = attach_run(t.pid, &["--duration", "1"]);
+        assert_refused(
+            &out,
+            21,
+            &[&t.pid.to_string(), "free-threaded", "untouched"],
+            &ctx,
+        );
+        assert_untouched(t.pid, &ctx);
+        assert_no_shim(t.pid, &ctx);
+        t.finish_ok(&ctx);
+
+        // `rprof run` refuses before the script runs.
+        let dir = std::env::temp_dir().join(format!("rprof-ft-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("ran");
+        let script = dir.join("touch.py");
+        std::fs::write(
+            &script,
+            format!("open({:?}, 'w').close()\n", marker.display().to_string()),
+        )
+        .unwrap();
+        let out = util::rprof()
+            .args(["run", "--python"])
+            .arg(&py.path)
+            .arg("-o")
+            .arg(dir.join("x.prof"))
+            .arg(&script)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(21), "{ctx}, rprof run: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{ctx}, rprof run: {stderr}");
+        assert!(
+            stderr.starts_with("rprof: ") && stderr.contains("free-threaded"),
+            "{ctx}, rprof run: {stderr}"
+        );
+        assert!(!marker.exists(), "{ctx}: the script ran under rprof run");
+        assert!(!dir.join("x.prof").exists(), "{ctx}: a profile was written");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
 

@@ -28,6 +28,12 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let pid = args.pid;
     let target = attach::inspect(pid, &shim::file_name())?;
+    if let Some(w) = target
+        .version
+        .and_then(|(a, b)| rprof_controller::untested_version_warning(a, b))
+    {
+        eprintln!("{w}");
+    }
     let t_inspect = started.elapsed();
     let (target_dir, local_dir) = target.shared_dir();
     let owner = (target.status.uid, target.status.gid);
@@ -156,6 +162,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let capture = session.finish();
     report::write_profile(&capture, &output, Some(pid as u32))?;
     let exact = report::summarize(&capture);
+    report::warn_if_empty(&capture, false);
     drop(workdir);
     Ok(if exact {
         ExitCode::SUCCESS

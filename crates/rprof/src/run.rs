@@ -4,7 +4,9 @@
 use crate::cli::RunArgs;
 use crate::report;
 use anyhow::{Context, Result};
-use rprof_controller::{launch::SHIM_FAILED_EXIT, signals, Workdir};
+use rprof_controller::attach::FREE_THREADED_EXIT;
+use rprof_controller::launch::{FREE_THREADED_BOOT_EXIT, SHIM_FAILED_EXIT};
+use rprof_controller::{signals, Workdir};
 use rprof_reader::{clock, Ring, RingConfig, Session};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
@@ -51,11 +53,25 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let why = capture.summary.shim_error.unwrap_or_default();
         anyhow::bail!("the profiler could not start in the target: {why}");
     }
+    if status.code() == Some(FREE_THREADED_BOOT_EXIT)
+        && session.shim_state() == rprof_abi::state::NEW
+    {
+        // The bootstrap said why on stderr; nothing of the program ran.
+        return Ok(ExitCode::from(FREE_THREADED_EXIT));
+    }
     let capture = session.finish();
+    if let Some(w) = capture
+        .summary
+        .python_version
+        .and_then(|(a, b, _)| rprof_controller::untested_version_warning(a.into(), b.into()))
+    {
+        eprintln!("{w}");
+    }
     report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
+    let empty = report::warn_if_empty(&capture, true);
     drop(workdir);
-    if !exact {
+    if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
     }
     Ok(match (status.code(), status.signal()) {

@@ -66,6 +66,25 @@ const SAFE_POINT_FUNCTIONS: &[&str] = &[
     "PyObject_Free",
 ];
 
+/// A function only free-threaded builds (`Py_GIL_DISABLED`) export: the
+/// slow path of their biased reference counting.
+const FREE_THREADED_SYMBOL: &str = "_Py_DecRefShared";
+
+/// `libpython3.14t.so...` or `python3.14t`: the free-threaded ABI tag.
+fn is_free_threaded_name(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let rest = name
+        .strip_prefix("libpython")
+        .or_else(|| name.strip_prefix("python"))
+        .unwrap_or("");
+    let tag: String = rest
+        .chars()
+        .skip_while(|c| c.is_ascii_digit() || *c == '.')
+        .take_while(|c| *c != '.')
+        .collect();
+    tag.contains('t')
+}
+
 fn is_python_lib(path: &str) -> bool {
     path.rsplit('/')
         .next()
@@ -176,7 +195,7 @@ pub(crate) fn inspect(pid: i32, shim_file_name: &str) -> Result<Target, AttachEr
         })
         .ok_or_else(not_python)?;
     let mut wanted: Vec<&str> = SAFE_POINT_FUNCTIONS.to_vec();
-    wanted.extend(["Py_Version", "Py_IsInitialized"]);
+    wanted.extend(["Py_Version", "Py_IsInitialized", FREE_THREADED_SYMBOL]);
     let py = elf::symbols(&python, &wanted).map_err(|e| AttachError::Inject { pid, why: e.0 })?;
     if !py.contains_key("Py_IsInitialized") || !py.contains_key("PyEval_SaveThread") {
         return Err(not_python());
@@ -188,6 +207,10 @@ pub(crate) fn inspect(pid: i32, shim_file_name: &str) -> Result<Target, AttachEr
         if (major, minor) < (3, 8) {
             return Err(AttachError::Unsupported { pid, major, minor });
         }
+    }
+    if py.contains_key(FREE_THREADED_SYMBOL) || is_free_threaded_name(&python.path) {
+        let (major, minor) = version.unwrap_or((3, 13));
+        return Err(AttachError::FreeThreaded { pid, major, minor });
     }
     let libc_mod = elf::find(pid, &maps, is_libc).ok_or_else(|| AttachError::Inject {
         pid,
@@ -535,5 +558,24 @@ mod tests {
         assert!(!is_python_lib("/usr/lib/libpythonic.so"));
         assert!(is_libc("/lib/x86_64-linux-gnu/libc.so.6"));
         assert!(!is_libc("/lib/x86_64-linux-gnu/libcap.so.2"));
+    }
+
+    #[test]
+    fn newer_than_tested_gets_a_warning() {
+        assert!(crate::untested_version_warning(3, 15).is_none());
+        assert!(crate::untested_version_warning(3, 8).is_none());
+        let w = crate::untested_version_warning(3, 16).unwrap();
+        assert!(w.starts_with("rprof: warning: Python 3.16 is newer") && !w.contains('\n'));
+        assert!(crate::untested_version_warning(4, 0).is_some());
+    }
+
+    #[test]
+    fn recognises_free_threaded_names() {
+        assert!(is_free_threaded_name("/opt/x/lib/libpython3.14t.so.1.0"));
+        assert!(is_free_threaded_name("/usr/bin/python3.13t"));
+        assert!(is_free_threaded_name("/usr/bin/python3.14td"));
+        assert!(!is_free_threaded_name("/opt/x/lib/libpython3.14.so.1.0"));
+        assert!(!is_free_threaded_name("/usr/bin/python3.11"));
+        assert!(!is_free_threaded_name("/usr/lib/libpython3.12d.so"));
     }
 }

@@ -69,6 +69,16 @@ pub enum AttachError {
         /// Minor version.
         minor: u32,
     },
+    /// A free-threaded build (`Py_GIL_DISABLED`, e.g. `python3.14t`).
+    #[error("PID {pid} runs a free-threaded Python {major}.{minor} (python{major}.{minor}t), which rprof does not profile yet; the target was left untouched")]
+    FreeThreaded {
+        /// The PID.
+        pid: i32,
+        /// Major version.
+        major: u32,
+        /// Minor version.
+        minor: u32,
+    },
     /// ptrace was refused.
     #[error("permission denied to trace PID {pid}: {hint}")]
     PermissionDenied {
@@ -121,9 +131,14 @@ impl AttachError {
             AttachError::NoSafePoint(_) => 18,
             AttachError::Gone(_) => 19,
             AttachError::Inject { .. } => 20,
+            AttachError::FreeThreaded { .. } => FREE_THREADED_EXIT,
         }
     }
 }
+
+/// Exit status of `rprof run` and `rprof attach` when the interpreter is a
+/// free-threaded build, which the shim cannot profile yet.
+pub const FREE_THREADED_EXIT: u8 = 21;
 
 /// A checked target, ready for [`Target::inject`].
 #[derive(Debug)]
