@@ -118,11 +118,6 @@ macro_rules! api {
                 // SAFETY: Py_GetVersion returns a static NUL-terminated string.
                 let v = unsafe { CStr::from_ptr((api.py_get_version)()) };
                 api.version = parse_version(v.to_bytes()).ok_or("cannot parse Py_GetVersion()")?;
-                if api.dec_ref_shared.is_some() {
-                    // Object headers are laid out differently there; refuse
-                    // before anything reads one.
-                    return Err("this is a free-threaded build of Python (Py_GIL_DISABLED), which rprof does not profile yet");
-                }
                 // SAFETY: the caller holds the GIL.
                 api.layout.ob_type_words = unsafe { api.probe_ob_type() }.ok_or(
                     "unknown object layout: ob_type was not found in the header of None or of a str; this CPython build is not supported",
@@ -220,6 +215,12 @@ impl Api {
     pub fn version_hex(&self) -> u32 {
         let (a, b, c) = self.version;
         (a << 24) | (b << 16) | (c << 8)
+    }
+
+    /// A free-threaded build (`Py_GIL_DISABLED`): several threads run
+    /// Python at once, and the object header is larger.
+    pub fn free_threaded(&self) -> bool {
+        self.dec_ref_shared.is_some()
     }
 
     /// True from 3.12 on.

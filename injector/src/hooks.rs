@@ -223,6 +223,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
         setprofile: None,
     });
     let cap = slot.as_mut().ok_or("no capture")?;
+    if api.free_threaded() {
+        // Several threads record at once: each into a segment of its own.
+        crate::ft::begin(&cap.writer);
+    }
     // Events may arrive while hooks are being installed (audit hooks, the
     // import of `threading`): record from now on.
     ACTIVE.store(true, Release);
@@ -236,7 +240,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     if let Err(e) = installed {
         ACTIVE.store(false, Release);
         // SAFETY: GIL held.
-        unsafe { uninstall(api, cap) };
+        unsafe {
+            uninstall(api, cap);
+            crate::ft::end(api);
+        }
         cap.writer.fail(e);
         // SAFETY: GIL held.
         unsafe { cap.table.clear(api) };
@@ -265,6 +272,9 @@ pub unsafe fn stop() {
     // SAFETY: GIL held.
     unsafe {
         uninstall(api, cap);
+        // Removing the hooks stopped the world: no hook runs any more, and
+        // every segment's events are published.
+        crate::ft::end(api);
         name_threads(api, cap);
     }
     if !cap.writer.is_abandoned() {
@@ -535,6 +545,7 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             callbacks: Vec::new(),
         };
         mon.missing = (api.getattr_string)(module, c"MISSING".as_ptr());
+        crate::ft::set_missing(mon.missing);
         if mon.missing.is_null() {
             (api.err_clear)();
             cap.monitoring = Some(mon);
@@ -577,8 +588,14 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
         }
         let mut callbacks = [ptr::null_mut(); 5];
         for (i, cb) in callbacks.iter_mut().enumerate() {
-            let d = if FLOOR.load(Relaxed) { FLOOR_DEF } else { i };
-            *cb = (api.cfunction_new_ex)(def_ptr(d), ptr::null_mut(), ptr::null_mut());
+            let d = if FLOOR.load(Relaxed) {
+                def_ptr(FLOOR_DEF)
+            } else if crate::ft::ENABLED.load(Relaxed) {
+                crate::ft::def_ptr(i)
+            } else {
+                def_ptr(i)
+            };
+            *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
             if cb.is_null() {
                 (api.err_clear)();
             }
@@ -860,6 +877,8 @@ pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg:
 fn native_hook() -> api::TraceFunc {
     if FLOOR.load(Relaxed) {
         floor_cb
+    } else if crate::ft::ENABLED.load(Relaxed) {
+        crate::ft::profile_cb
     } else {
         profile_cb
     }
@@ -976,7 +995,7 @@ unsafe extern "C" fn thread_bootstrap(_m: PyObj, args: PyObj) -> PyObj {
             let event = (api.tuple_get_item)(args, 1);
             let arg = (api.tuple_get_item)(args, 2);
             if let Some(what) = event_code(api, event) {
-                profile_cb(ptr::null_mut(), frame, what, arg);
+                native_hook()(ptr::null_mut(), frame, what, arg);
             }
         }
         (api.err_clear)();

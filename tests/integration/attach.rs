@@ -1341,61 +1341,6 @@ fn python_older_than_3_8_is_status_14() {
 }
 
 #[test]
-fn free_threaded_build_is_refused_with_status_21_until_supported() {
-    if util::FREE_THREADED_SUPPORTED {
-        return;
-    }
-    let fts = util::free_threaded_interpreters();
-    if fts.is_empty() {
-        eprintln!("RPROF_TEST_PYTHON names no free-threaded build: nothing to refuse");
-    }
-    for py in fts {
-        let ctx = format!("sleeper.py on {}", py.label());
-        let mut t = start_with(&py.path, &py.label(), "sleeper.py", &[], false);
-        t.expect_out("ready", READY);
-        let out = attach_run(t.pid, &["--duration", "1"]);
-        assert_refused(
-            &out,
-            21,
-            &[&t.pid.to_string(), "free-threaded", "untouched"],
-            &ctx,
-        );
-        assert_untouched(t.pid, &ctx);
-        assert_no_shim(t.pid, &ctx);
-        t.finish_ok(&ctx);
-
-        // `rprof run` refuses before the script runs.
-        let dir = std::env::temp_dir().join(format!("rprof-ft-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let marker = dir.join("ran");
-        let script = dir.join("touch.py");
-        std::fs::write(
-            &script,
-            format!("open({:?}, 'w').close()\n", marker.display().to_string()),
-        )
-        .unwrap();
-        let out = util::rprof()
-            .args(["run", "--python"])
-            .arg(&py.path)
-            .arg("-o")
-            .arg(dir.join("x.prof"))
-            .arg(&script)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(21), "{ctx}, rprof run: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{ctx}, rprof run: {stderr}");
-        assert!(
-            stderr.starts_with("rprof: ") && stderr.contains("free-threaded"),
-            "{ctx}, rprof run: {stderr}"
-        );
-        assert!(!marker.exists(), "{ctx}: the script ran under rprof run");
-        assert!(!dir.join("x.prof").exists(), "{ctx}: a profile was written");
-        std::fs::remove_dir_all(&dir).ok();
-    }
-}
-
-#[test]
 fn unprivileged_rprof_is_status_15() {
     let py = util::interpreters().last().unwrap();
     let ctx = format!("sleeper.py on {} (root), rprof as nobody", py.label());

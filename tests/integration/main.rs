@@ -10,4 +10,5 @@ mod attach;
 mod cli;
 mod differential;
 mod formats;
+mod free_threaded;
 mod util;

@@ -63,7 +63,7 @@ fn deterministic(c: &mut Command) {
 /// Whether the suite runs free-threaded builds yet. Until the shim
 /// supports them, `rprof` refuses them (tested on its own) and the suite
 /// names the build it left out.
-pub const FREE_THREADED_SUPPORTED: bool = false;
+pub const FREE_THREADED_SUPPORTED: bool = true;
 
 fn version_of(path: &Path) -> Option<(u32, u32, u32, bool)> {
     let out = Command::new(path)

@@ -42,9 +42,6 @@ pub struct Launch {
 
 /// Exit status the bootstrap uses when the shim cannot start.
 pub const SHIM_FAILED_EXIT: i32 = 121;
-/// Exit status the bootstrap uses, before running anything, when the
-/// interpreter is a free-threaded build (`Py_GIL_DISABLED`).
-pub const FREE_THREADED_BOOT_EXIT: i32 = 122;
 
 const BOOTSTRAP: &str = r#"
 import sys
@@ -52,12 +49,6 @@ def _rprof_main():
     import ctypes, os
     shim, ring, mode, target = sys.argv[1:5]
     args = sys.argv[5:]
-    # Free-threaded builds (Py_GIL_DISABLED) carry the ABI flag "t" and
-    # export the shared-refcount slow path; the shim cannot profile them yet.
-    if "t" in getattr(sys, "abiflags", "") or hasattr(ctypes.pythonapi, "_Py_DecRefShared"):
-        sys.stderr.write("rprof: %s is a free-threaded build of Python %d.%d (Py_GIL_DISABLED), which rprof does not profile yet; run the script with a regular build (python%d.%d)\n" % ((sys.executable,) + sys.version_info[:2] * 2))
-        sys.stderr.flush()
-        os._exit(FREE_THREADED_BOOT_EXIT)
     lib = ctypes.PyDLL(shim)
     start, stop, last_error = lib.rprof_start, lib.rprof_stop, lib.rprof_last_error
     if mode == "module":
@@ -109,12 +100,7 @@ impl Launch {
             }
             Target::Module(m) => ("module", m.into()),
         };
-        let code = BOOTSTRAP
-            .replace("SHIM_FAILED_EXIT", &SHIM_FAILED_EXIT.to_string())
-            .replace(
-                "FREE_THREADED_BOOT_EXIT",
-                &FREE_THREADED_BOOT_EXIT.to_string(),
-            );
+        let code = BOOTSTRAP.replace("SHIM_FAILED_EXIT", &SHIM_FAILED_EXIT.to_string());
         Command::new(&self.python)
             .arg("-c")
             .arg(code)

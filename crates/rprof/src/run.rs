@@ -4,8 +4,7 @@
 use crate::cli::RunArgs;
 use crate::report;
 use anyhow::{Context, Result};
-use rprof_controller::attach::FREE_THREADED_EXIT;
-use rprof_controller::launch::{FREE_THREADED_BOOT_EXIT, SHIM_FAILED_EXIT};
+use rprof_controller::launch::SHIM_FAILED_EXIT;
 use rprof_controller::{signals, Workdir};
 use rprof_reader::{clock, Ring, RingConfig, Session};
 use std::os::unix::process::ExitStatusExt;
@@ -52,12 +51,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let capture = session.finish();
         let why = capture.summary.shim_error.unwrap_or_default();
         anyhow::bail!("the profiler could not start in the target: {why}");
-    }
-    if status.code() == Some(FREE_THREADED_BOOT_EXIT)
-        && session.shim_state() == rprof_abi::state::NEW
-    {
-        // The bootstrap said why on stderr; nothing of the program ran.
-        return Ok(ExitCode::from(FREE_THREADED_EXIT));
     }
     let capture = session.finish();
     if let Some(w) = capture

@@ -17,7 +17,8 @@
 //!   `/proc/PID/task/TID/syscall`: a service idling, a sleeping script, a
 //!   thread waiting for the GIL;
 //! * otherwise, the entry of `PyEval_SaveThread`, `PyEval_RestoreThread`,
-//!   `PyObject_Malloc` or `PyObject_Free`, caught with a breakpoint: a
+//!   `PyObject_Malloc`, `PyObject_Free` or `_Py_Dealloc`, caught with a
+//!   breakpoint: a
 //!   thread running Python reaches one within microseconds, and at their
 //!   entry it is inside neither `malloc` nor the dynamic loader.
 //!
@@ -62,16 +63,6 @@ pub enum AttachError {
     /// An unsupported CPython.
     #[error("PID {pid} runs Python {major}.{minor}; rprof supports CPython 3.8 and newer")]
     Unsupported {
-        /// The PID.
-        pid: i32,
-        /// Major version.
-        major: u32,
-        /// Minor version.
-        minor: u32,
-    },
-    /// A free-threaded build (`Py_GIL_DISABLED`, e.g. `python3.14t`).
-    #[error("PID {pid} runs a free-threaded Python {major}.{minor} (python{major}.{minor}t), which rprof does not profile yet; the target was left untouched")]
-    FreeThreaded {
         /// The PID.
         pid: i32,
         /// Major version.
@@ -131,14 +122,9 @@ impl AttachError {
             AttachError::NoSafePoint(_) => 18,
             AttachError::Gone(_) => 19,
             AttachError::Inject { .. } => 20,
-            AttachError::FreeThreaded { .. } => FREE_THREADED_EXIT,
         }
     }
 }
-
-/// Exit status of `rprof run` and `rprof attach` when the interpreter is a
-/// free-threaded build, which the shim cannot profile yet.
-pub const FREE_THREADED_EXIT: u8 = 21;
 
 /// A checked target, ready for [`Target::inject`].
 #[derive(Debug)]
