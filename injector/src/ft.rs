@@ -295,7 +295,10 @@ impl Segment {
             }
             let now = monotonic_ns();
             let alive = self.main().heartbeat_ns.load(Relaxed).max(start);
-            if now.saturating_sub(alive) > READER_TIMEOUT_NS || !ACTIVE.load(Relaxed) {
+            // While the capture stops, the reader keeps draining until it
+            // sees the Stop record, which comes after this thread is done:
+            // waiting on stays exact and cannot deadlock.
+            if now.saturating_sub(alive) > READER_TIMEOUT_NS {
                 self.abandoned = true;
                 if ACTIVE.swap(false, Relaxed) {
                     self.main().shim_state.store(state::ABANDONED, Release);

@@ -435,7 +435,11 @@ mod tests {
         assert_eq!(f.totals.ncalls, 3);
         assert_eq!(f.totals.primitive, 2);
         // Cumulative: 30 ticks on thread 1 (outermost level only), 100 on 2.
-        assert!((f.totals.cumtime - 130e-9).abs() < 1e-15, "{}", f.totals.cumtime);
+        assert!(
+            (f.totals.cumtime - 130e-9).abs() < 1e-15,
+            "{}",
+            f.totals.cumtime
+        );
     }
 
     #[test]
