@@ -802,6 +802,32 @@ fn target_blocked_in_read_gets_all_its_data() {
     }
 }
 
+#[test]
+fn idle_target_gives_an_empty_capture_that_says_so() {
+    for py in oldest_and_newest() {
+        let ctx = format!("acceptor.py on {}, idle in accept", py.label());
+        let mut t = start_with(&py.path, &py.label(), "acceptor.py", &["2"], false);
+        let ready = t.expect_out("ready", READY);
+        let port: u16 = ready[6..].trim().parse().unwrap();
+        wait_in_syscall(t.pid, &[43, 288], "accept");
+        let out = attach_run(t.pid, &["--duration", "1", "-o", "/dev/null"]);
+        assert_eq!(out.status.code(), Some(0), "{ctx}: {}", out.describe());
+        assert!(
+            out.stderr.contains("rprof: 0 events")
+                && out
+                    .stderr
+                    .contains("rprof: warning: no events were recorded: no thread ran Python code"),
+            "{ctx}: an empty capture must say so: {}",
+            out.describe()
+        );
+        assert_untouched(t.pid, &ctx);
+        assert_eq!(ask(port, "x"), "echo:x\n", "{ctx}\n{}", t.describe());
+        assert_eq!(ask(port, "quit"), "echo:tiuq\n", "{ctx}\n{}", t.describe());
+        let st = t.finish(FINISH);
+        assert!(st.success(), "{ctx}\n{}", t.describe());
+    }
+}
+
 /// Connects to the acceptor, sends `line`, returns its answer.
 fn ask(port: u16, line: &str) -> String {
     use std::net::TcpStream;

@@ -12,4 +12,5 @@ mod attach;
 mod cli;
 mod differential;
 mod formats;
+mod free_threaded;
 mod util;

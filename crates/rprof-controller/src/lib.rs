@@ -17,6 +17,21 @@ pub mod testing;
 
 pub use launch::{Launch, Target};
 
+/// The newest CPython `(major, minor)` rprof is tested with. Newer ones are
+/// profiled (every layout the shim relies on is probed, never assumed), with
+/// a warning.
+pub const NEWEST_TESTED: (u32, u32) = (3, 15);
+
+/// The one-line warning for an interpreter newer than [`NEWEST_TESTED`].
+pub fn untested_version_warning(major: u32, minor: u32) -> Option<String> {
+    let (a, b) = NEWEST_TESTED;
+    ((major, minor) > NEWEST_TESTED).then(|| {
+        format!(
+            "rprof: warning: Python {major}.{minor} is newer than the newest rprof is tested with ({a}.{b}); check the profile against cProfile before trusting it"
+        )
+    })
+}
+
 /// Errors of the controller, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

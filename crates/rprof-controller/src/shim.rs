@@ -109,9 +109,21 @@ pub fn memfd(name: &str, exec: bool) -> io::Result<File> {
     Err(io::Error::last_os_error())
 }
 
-/// Sizes `file` to `len` bytes and reserves every page of it.
-pub fn reserve(file: &File, len: u64) -> io::Result<()> {
-    file.set_len(len)?;
+/// A ring's size: `total` bytes, of which the first `reserved` are
+/// written by every capture and reserved before the shim may write.
+#[derive(Clone, Copy, Debug)]
+pub struct RingBytes {
+    /// The memfd's size.
+    pub total: u64,
+    /// How much of it, from the start, is reserved (`fallocate`).
+    pub reserved: u64,
+}
+
+/// Sizes `file` to `bytes.total` and reserves the pages of its first
+/// `bytes.reserved` bytes.
+pub fn reserve(file: &File, bytes: RingBytes) -> io::Result<()> {
+    file.set_len(bytes.total)?;
+    let len = bytes.reserved.min(bytes.total);
     // SAFETY: fallocate on a descriptor we hold; mode 0 allocates.
     let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
     if r != 0 {
@@ -176,9 +188,19 @@ mod tests {
     #[test]
     fn ring_memfd_is_reserved_and_cannot_shrink() {
         let f = memfd(&ring_name(&nonce()), false).unwrap();
-        reserve(&f, 1 << 20).unwrap();
+        reserve(
+            &f,
+            RingBytes {
+                total: 2 << 20,
+                reserved: 1 << 20,
+            },
+        )
+        .unwrap();
         seal(&f, RING_SEALS).unwrap();
-        assert_eq!(f.metadata().unwrap().len(), 1 << 20);
+        assert_eq!(f.metadata().unwrap().len(), 2 << 20);
+        // The reserved part is allocated, the rest sparse.
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap());
+        assert_eq!(blocks * 512, 1 << 20);
         assert!(f.set_len(0).is_err());
         assert_ne!(nonce(), nonce());
     }

@@ -5,7 +5,7 @@ use crate::cli::AttachArgs;
 use crate::report;
 use anyhow::{bail, Result};
 use rprof_abi::state;
-use rprof_controller::{attach, signals, testing};
+use rprof_controller::{attach, shim, signals, testing};
 use rprof_reader::{clock, Ring, RingConfig, Session};
 use std::path::Path;
 use std::process::ExitCode;
@@ -87,6 +87,12 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let pid = args.pid;
     let target = attach::inspect(pid)?;
+    if let Some(w) = target
+        .version
+        .and_then(|(a, b)| rprof_controller::untested_version_warning(a, b))
+    {
+        eprintln!("{w}");
+    }
     let t_inspect = started.elapsed();
     let ring_config = RingConfig {
         bytes: config.ring_bytes,
@@ -96,7 +102,10 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
         mode: config.mode,
     };
     let (ring, report) = target.inject(
-        Ring::file_len(&ring_config),
+        shim::RingBytes {
+            total: Ring::file_len(&ring_config),
+            reserved: Ring::reserved_len(&ring_config),
+        },
         |file| {
             Ring::create_in(file, Path::new("the ring memfd"), ring_config)
                 .map_err(|e| e.to_string())
@@ -247,6 +256,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let capture = session.finish();
     report::write_profile(&capture, &output, Some(pid as u32))?;
     let exact = report::summarize(&capture);
+    report::warn_if_empty(&capture, false);
     Ok(if killed {
         ExitCode::from(EXIT_TARGET_KILLED)
     } else if exact {

@@ -26,7 +26,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     let ring_file = shim::memfd(&shim::ring_name(&shim::nonce()), false)
         .and_then(|f| {
-            shim::reserve(&f, Ring::file_len(&ring_config))?;
+            shim::reserve(
+                &f,
+                shim::RingBytes {
+                    total: Ring::file_len(&ring_config),
+                    reserved: Ring::reserved_len(&ring_config),
+                },
+            )?;
             shim::seal(&f, shim::RING_SEALS)?;
             Ok(f)
         })
@@ -64,10 +70,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         anyhow::bail!("the profiler could not start in the target: {why}");
     }
     let capture = session.finish();
+    if let Some(w) = capture
+        .summary
+        .python_version
+        .and_then(|(a, b, _)| rprof_controller::untested_version_warning(a.into(), b.into()))
+    {
+        eprintln!("{w}");
+    }
     report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
+    let empty = report::warn_if_empty(&capture, true);
     drop(shim_file);
-    if !exact {
+    if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
     }
     Ok(match (status.code(), status.signal()) {

@@ -169,7 +169,7 @@ fn take_fd(pid: i32, fd: i32, name: &str) -> Result<File, String> {
 /// `make_ring` turns the reserved ring memfd into the caller's reader.
 pub(crate) fn inject<R>(
     target: &Target,
-    ring_bytes: u64,
+    ring_bytes: shim::RingBytes,
     make_ring: impl FnOnce(File) -> Result<R, String>,
     timeout: Duration,
 ) -> Result<(R, InjectReport), AttachError> {
@@ -237,7 +237,7 @@ fn interrupted(pid: i32) -> AttachError {
 fn run_calls<R>(
     b: &mut Borrowed<'_>,
     nonce: &str,
-    ring_bytes: u64,
+    ring_bytes: shim::RingBytes,
     make_ring: impl FnOnce(File) -> Result<R, String>,
 ) -> Result<R, AttachError> {
     let pid = b.pid;
@@ -273,7 +273,7 @@ fn run_calls<R>(
     let file = take_fd(pid, ring_fd, &ring_name).map_err(|why| AttachError::Inject { pid, why })?;
     shim::reserve(&file, ring_bytes).map_err(|e| AttachError::NoMemory {
         pid,
-        mib: ring_bytes >> 20,
+        mib: ring_bytes.reserved >> 20,
         why: e.to_string(),
     })?;
     shim::seal(&file, shim::RING_SEALS).map_err(|e| AttachError::Inject {

@@ -160,7 +160,7 @@ impl Target {
     /// gets rprof's handle on the ring memfd, before the shim sees it.
     pub fn inject<R>(
         &self,
-        ring_bytes: u64,
+        ring_bytes: crate::shim::RingBytes,
         make_ring: impl FnOnce(std::fs::File) -> Result<R, String>,
         timeout: Duration,
     ) -> Result<(R, InjectReport), AttachError> {
