@@ -79,7 +79,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
-    let empty = report::warn_if_empty(&capture, true);
+    // A program killed by a signal loses its unpublished events (the
+    // summary says so); its own status is what rprof passes on.
+    let killed = status.signal().is_some();
+    let empty = !killed && report::warn_if_empty(&capture, true);
     drop(shim_file);
     if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
