@@ -3,8 +3,11 @@ checks from inside that nothing of the profiler is left once it detached.
 
 Three worker threads keep calling Python functions the whole time (so a
 setprofile hook is installed on every one of them, and must be removed
-from every one). The main thread times bursts of calls to `f`, taking the
-fastest burst of a phase as that phase's speed:
+from every one). The main thread times bursts of calls to `f` and, in
+turn with them, the same arithmetic inline; a phase's cost is the fastest
+call burst over the fastest inline burst (a hook slows calls, not the
+inline loop; a machine slowed by other load slows both, so the ratio
+stays comparable across phases):
 
 * `ready before=S`: measured before anything attached;
 * the first SIGUSR1 (sent while rprof is attached) starts the `during`
@@ -38,8 +41,21 @@ def burst():
     return time.perf_counter() - t
 
 
+def inline_burst():
+    t = time.perf_counter()
+    x = 0
+    for _ in range(CALLS):
+        x = x + 1
+    check(x == CALLS, "inline burst computed %r" % (x,))
+    return time.perf_counter() - t
+
+
 def speed(n):
-    return min(burst() for _ in range(n))
+    calls, inline = [], []
+    for _ in range(n):
+        calls.append(burst())
+        inline.append(inline_burst())
+    return min(calls) / min(inline)
 
 
 def worker(stop, counts, i):
@@ -59,12 +75,12 @@ def main():
     for t in threads:
         t.start()
     before = speed(15)
-    say("ready before=%.6f" % before)
+    say("ready before=%.3f" % before)
     while usr1() < 1:
         burst()
         did_work()
     during = speed(9)
-    say("measured during=%.6f" % during)
+    say("measured during=%.3f" % during)
     while usr1() < 2:
         burst()
         did_work()
@@ -75,7 +91,7 @@ def main():
     for t in threads:
         t.join()
     check(all(counts), "a worker did no work: %r" % (counts,))
-    say("speeds before=%.6f during=%.6f after=%.6f" % (before, during, after))
+    say("speeds before=%.3f during=%.3f after=%.3f" % (before, during, after))
     check(after <= 1.5 * before,
           "calls are %.2fx slower after detach than before: a hook is left" % (after / before))
     say("ok")
