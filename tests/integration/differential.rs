@@ -3,7 +3,8 @@
 //! compared by `tests/differential/compare.py` (keys, call counts, primitive
 //! counts and caller edges must be identical; rprof's times consistent).
 //!
-//! The reference is cProfile itself, except for threaded workloads: cProfile
+//! The reference is cProfile itself (on 3.15 and newer `profiling.tracing`,
+//! which replaced it: see [`reference_module`]), except for threaded workloads: cProfile
 //! before 3.12 sees only the main thread, and from 3.12 on pushes every
 //! thread onto one stack (CPython PR #138229), so its recursion and caller
 //! counts are wrong for threads. Those are compared with
@@ -26,6 +27,17 @@ impl Hook {
             Hook::SetProfile => "setprofile",
             Hook::Monitoring => "monitoring",
         }
+    }
+}
+
+/// The reference profiler for single-threaded workloads: cProfile up to
+/// 3.14; from 3.15 on the deterministic profiler is `profiling.tracing`
+/// (PEP 799), of which `cProfile` is only an alias, so the suite runs that.
+pub fn reference_module(py: &Python) -> &'static str {
+    if py.at_least(3, 15) {
+        "profiling.tracing"
+    } else {
+        "cProfile"
     }
 }
 
@@ -74,7 +86,7 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
     let reference = dir.join("reference.prof");
     let mut cprofile = py.command();
     cprofile
-        .args(["-m", "cProfile", "-o"])
+        .args(["-m", reference_module(py), "-o"])
         .arg(&reference)
         .arg(&w.path)
         .args(&w.args);

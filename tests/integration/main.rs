@@ -8,8 +8,11 @@
 //! that cannot run calls `util::skip`: a failure under `CI=true`, otherwise
 //! counted in the `N skipped: reasons` line printed at exit.
 
+mod adversarial_attach;
+mod adversarial_shim;
 mod attach;
 mod cli;
 mod differential;
 mod formats;
+mod free_threaded;
 mod util;

@@ -140,7 +140,7 @@ fn deterministic(c: &mut Command) {
 /// Whether the suite runs free-threaded builds yet. Until the shim
 /// supports them, `rprof` refuses them (tested on its own) and the suite
 /// names the build it left out.
-pub const FREE_THREADED_SUPPORTED: bool = false;
+pub const FREE_THREADED_SUPPORTED: bool = true;
 
 fn version_of(path: &Path) -> Option<(u32, u32, u32, bool)> {
     let out = Command::new(path)
@@ -323,6 +323,29 @@ pub fn one_per_hook() -> Vec<&'static Python> {
         skip("no Python 3.12+: the sys.monitoring hook is not tested");
     }
     v
+}
+
+/// The free-threaded builds among the candidates (whether or not the suite
+/// runs them), for the tests of how rprof treats them. Panics if none is
+/// found without `RPROF_TEST_PYTHON` (run `scripts/pythons.sh`); with it,
+/// only the ones it names count, possibly none.
+pub fn free_threaded_interpreters() -> Vec<Python> {
+    let found: Vec<Python> = candidates()
+        .into_iter()
+        .filter_map(|path| match version_of(&path) {
+            Some((a, b, c, true)) => Some(Python {
+                path,
+                version: (a, b, c),
+                free_threaded: true,
+            }),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !found.is_empty() || std::env::var_os("RPROF_TEST_PYTHON").is_some(),
+        "no free-threaded Python found: run `bash scripts/pythons.sh` to unpack /opt/cpython-3.14t"
+    );
+    found
 }
 
 /// A workload script and the directives in its header comments.
