@@ -16,6 +16,9 @@ Modes:
   the detach (not A's, whatever address its thread state reuses).
 * tool_ids (3.12+): the program holds sys.monitoring tool ids 2-5; rprof
   must not take the debugger (0) or coverage (1) id.
+* slow_repr: a worker calls a builtin whose cProfile label is computed by
+  a Python __repr__ that sleeps 3 s, so the detach lands while the
+  profiler's callback is suspended in it (item 4).
 """
 import os
 import sys
@@ -106,6 +109,29 @@ elif mode == "reused_thread":
 elif mode == "tool_ids":
     for i in (2, 3, 4, 5):
         sys.monitoring.use_tool_id(i, "program")
+elif mode == "slow_repr":
+
+    class SlowRepr:
+        def __repr__(self):
+            time.sleep(3.0)
+            return "<slow repr>"
+
+    class L(list):
+        append = SlowRepr()
+
+    def worker():
+        wait_for(go)
+        mark_set()
+        while not os.path.exists(done):
+            obj = L()
+            list.append.__get__(obj)(1)  # a builtin method bound to an L
+            list.append(obj, 2)  # the descriptor form (sys.monitoring)
+            if obj != [1, 2]:
+                failures.append("wrong result %r" % (obj,))
+                return
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=worker)]
 for th in threads:
     th.start()
 with open(status + ".tmp", "w") as fh:

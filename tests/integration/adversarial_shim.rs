@@ -96,6 +96,29 @@ fn stop_while_a_callback_is_suspended_in_python() {
     }
 }
 
+/// Item 4, the recipe: `rprof attach -d 1.5` while a thread's
+/// callback is suspended in a 3 s `__repr__` computing a builtin's label.
+#[test]
+fn detach_while_a_callback_is_suspended_in_python() {
+    for py in util::interpreters() {
+        for hook in hooks(py) {
+            let ctx = format!("{} --hook {hook}", py.label());
+            let s = scenario(py, "slow_repr", &["--hook", hook]);
+            assert!(
+                s.target_ok,
+                "{ctx}: the target must survive the detach: {}",
+                s.target_err
+            );
+            assert_eq!(
+                s.rprof.status.code(),
+                Some(0),
+                "{ctx}\n{}",
+                util::describe(&s.rprof)
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Item 5: reader liveness across time namespaces; item 15: drop never waits.
 
