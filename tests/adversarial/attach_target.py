@@ -16,6 +16,9 @@ Modes:
   the detach (not A's, whatever address its thread state reuses).
 * tool_ids (3.12+): the program holds sys.monitoring tool ids 2-5; rprof
   must not take the debugger (0) or coverage (1) id.
+* fork_child: during the capture a thread forks; the child writes its PID
+  to STATUS + ".child", calls f() until DONE + ".child" exists, then writes
+  STATUS + ".child.ok" and exits (item 6: the test attaches to it).
 * slow_repr: a worker calls a builtin whose cProfile label is computed by
   a Python __repr__ that sleeps 3 s, so the detach lands while the
   profiler's callback is suspended in it (item 4).
@@ -49,6 +52,9 @@ def busy_until(path):
     while not os.path.exists(path) and time.time() < end:
         for _ in range(1000):
             n = f(n)
+        # Release the GIL now and then, as a real service does (the attach
+        # needs a thread at a safe point; that is not what is tested here).
+        time.sleep(0.0002)
     return n
 
 
@@ -109,6 +115,22 @@ elif mode == "reused_thread":
 elif mode == "tool_ids":
     for i in (2, 3, 4, 5):
         sys.monitoring.use_tool_id(i, "program")
+elif mode == "fork_child":
+
+    def forker():
+        wait_for(go)
+        pid = os.fork()
+        if pid == 0:
+            with open(status + ".child.tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.rename(status + ".child.tmp", status + ".child")
+            n = busy_until(done + ".child")
+            with open(status + ".child.ok", "w") as fh:
+                fh.write("ok %d" % n)
+            os._exit(0)
+        mark_set()
+
+    threads = [threading.Thread(target=forker)]
 elif mode == "slow_repr":
 
     class SlowRepr:

@@ -608,7 +608,7 @@ struct Scenario {
     target_ok: bool,
     target_err: String,
     prof: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Starts `attach_target.py MODE`, attaches with `args` for `-d 1.5`,
@@ -679,7 +679,58 @@ fn scenario(py: &Python, mode: &str, args: &[&str]) -> Scenario {
         target_ok: st.is_some_and(|s| s.success()),
         target_err: std::fs::read_to_string(&terr).unwrap_or_default(),
         prof,
-        _dir: dir,
+        dir,
+    }
+}
+
+/// Item 6: a child forked while rprof is attached can be attached to on
+/// its own afterwards (nothing of the parent's capture is left in it).
+#[test]
+fn attach_to_a_child_forked_while_attached() {
+    for py in [
+        util::interpreters().first().unwrap(),
+        util::interpreters().last().unwrap(),
+    ] {
+        for hook in hooks(py) {
+            let ctx = format!("{} --hook {hook}", py.label());
+            let s = scenario(py, "fork_child", &["--hook", hook]);
+            assert_eq!(
+                s.rprof.status.code(),
+                Some(0),
+                "{ctx}\n{}",
+                util::describe(&s.rprof)
+            );
+            assert!(s.target_ok, "{ctx}: {}", s.target_err);
+            let dir = s.dir.path();
+            let child = wait_for_file(&dir.join("status.child"), Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("{ctx}: the child did not start"));
+            let child_pid: u32 = child.trim().parse().unwrap();
+            let _guard = util::KillOnDrop::new(child_pid, "attach_target.py");
+            let prof = dir.join("child.prof");
+            let out = run_limited(
+                util::rprof()
+                    .args(["attach", child.trim(), "-d", "0.5", "--hook", hook, "-o"])
+                    .arg(&prof),
+                Duration::from_secs(60),
+                &ctx,
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{ctx}: attaching to the forked child failed\n{}",
+                util::describe(&out)
+            );
+            assert!(
+                ncalls(py, &prof, "f") > 0,
+                "{ctx}: no calls recorded in the child"
+            );
+            std::fs::write(dir.join("done.child"), "").unwrap();
+            let ok = wait_for_file(&dir.join("status.child.ok"), Duration::from_secs(20));
+            assert!(
+                ok.is_some_and(|o| o.starts_with("ok")),
+                "{ctx}: the child did not finish"
+            );
+        }
     }
 }
 
