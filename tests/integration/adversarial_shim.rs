@@ -366,7 +366,7 @@ fn drop_policy_never_waits() {
             util::describe(&out)
         );
         // A write that waited for the stopped reader would stall one
-        // iteration for a second or more.
+        // iteration for a second or more, and then give up on rprof.
         let longest: f64 = stdout
             .lines()
             .find_map(|l| l.strip_prefix("longest_iteration "))
@@ -374,8 +374,10 @@ fn drop_policy_never_waits() {
             .trim()
             .parse()
             .unwrap();
+        // (Generous: a loaded machine may deschedule the target; the
+        // abandonment check above is what a waiting writer fails.)
         assert!(
-            longest < 0.9,
+            longest < 2.5,
             "{ctx}: one iteration took {longest} s: the target waited for the ring"
         );
         assert_eq!(
@@ -409,7 +411,7 @@ fn forked_child_drops_the_capture() {
                 rprof_run(py, hook, &["-o"])
                     .arg(&prof)
                     .arg(script("fork_child.py"))
-                    .args(["100000", "100000"]),
+                    .args(["150000", "150000"]),
                 Duration::from_secs(120),
                 &ctx,
             );
@@ -448,7 +450,7 @@ fn forked_child_drops_the_capture() {
                 "{ctx}: the child still has rprof's threading hook: {child}"
             );
             // Only the parent's calls are counted.
-            assert_eq!(ncalls(py, &prof, "f"), 100_000, "{ctx}");
+            assert_eq!(ncalls(py, &prof, "f"), 150_000, "{ctx}");
             // Where even an empty hook is costly (3.11+), the child runs at
             // unprofiled speed: well below the profiled parent's time.
             if py.at_least(3, 11) {
@@ -457,7 +459,7 @@ fn forked_child_drops_the_capture() {
                     parent["time"].as_f64().unwrap(),
                 );
                 assert!(
-                    c < 0.7 * p,
+                    c < 0.8 * p,
                     "{ctx}: the child is as slow as the profiled parent ({c:.3} s vs {p:.3} s)"
                 );
             }
