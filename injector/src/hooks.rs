@@ -192,6 +192,9 @@ pub struct Capture {
 /// Failure to start, with a message for the user.
 pub type StartError = &'static str;
 
+/// [`start`]'s error when a capture is running already.
+pub const ALREADY_RUNNING: StartError = "a capture is already running in this process";
+
 /// Starts a capture writing to the ring at `path`.
 ///
 /// # Safety
@@ -217,7 +220,7 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     unsafe { forget_in_child() };
     // SAFETY: GIL held (caller); the borrow ends before any Python call.
     if unsafe { CAPTURE.get_ref() }.is_some() {
-        return Err("a capture is already running in this process");
+        return Err(ALREADY_RUNNING);
     }
     // SAFETY: the path names a ring file the reader created.
     let mut writer = unsafe { Writer::open(path) }?;
@@ -254,6 +257,13 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
             monitoring: None,
             setprofile: None,
         });
+        if api.free_threaded() {
+            // Several threads record at once: each into a segment of its
+            // own.
+            if let Some(cap) = CAPTURE.get_ref().as_ref() {
+                crate::ft::begin(&cap.writer);
+            }
+        }
     }
     // Events may arrive while hooks are being installed (audit hooks, the
     // import of `threading`): record from now on. Installing runs Python
@@ -273,7 +283,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
         ACTIVE.store(false, Release);
         GENERATION.fetch_add(1, Relaxed);
         // SAFETY: GIL held.
-        unsafe { uninstall(api, setprofile, monitoring) };
+        unsafe {
+            uninstall(api, setprofile, monitoring);
+            crate::ft::end(api);
+        }
         // SAFETY: GIL held; the uninstall above is done with Python.
         if let Some(mut cap) = unsafe { CAPTURE.get() }.take() {
             cap.writer.fail(e);
@@ -322,6 +335,9 @@ pub unsafe fn stop() {
     // SAFETY: GIL held.
     unsafe {
         uninstall(api, cap.setprofile.take(), cap.monitoring.take());
+        // Removing the hooks stopped the world: no hook runs any more, and
+        // every segment's events are published.
+        crate::ft::end(api);
         name_threads(api, &mut cap);
     }
     if !cap.writer.is_abandoned() {
@@ -753,6 +769,7 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             callbacks: Vec::new(),
         });
         mon.missing = (api.getattr_string)(module, c"MISSING".as_ptr());
+        crate::ft::set_missing(mon.missing);
         if mon.missing.is_null() {
             (api.err_clear)();
             return Err("sys.monitoring.MISSING is missing");
@@ -788,8 +805,14 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
         }
         let mut callbacks = [ptr::null_mut(); 5];
         for (i, cb) in callbacks.iter_mut().enumerate() {
-            let d = if FLOOR.load(Relaxed) { FLOOR_DEF } else { i };
-            *cb = (api.cfunction_new_ex)(def_ptr(d), ptr::null_mut(), ptr::null_mut());
+            let d = if FLOOR.load(Relaxed) {
+                def_ptr(FLOOR_DEF)
+            } else if crate::ft::ENABLED.load(Relaxed) {
+                crate::ft::def_ptr(i)
+            } else {
+                def_ptr(i)
+            };
+            *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
             if cb.is_null() {
                 (api.err_clear)();
             }
@@ -1142,6 +1165,8 @@ pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg:
 fn native_hook() -> api::TraceFunc {
     if FLOOR.load(Relaxed) {
         floor_cb
+    } else if crate::ft::ENABLED.load(Relaxed) {
+        crate::ft::profile_cb
     } else {
         profile_cb
     }
@@ -1262,7 +1287,7 @@ unsafe extern "C" fn thread_bootstrap(_m: PyObj, args: PyObj) -> PyObj {
             let event = (api.tuple_get_item)(args, 1);
             let arg = (api.tuple_get_item)(args, 2);
             if let Some(what) = event_code(api, event) {
-                profile_cb(ptr::null_mut(), frame, what, arg);
+                native_hook()(ptr::null_mut(), frame, what, arg);
             }
         }
         (api.err_clear)();

@@ -32,7 +32,7 @@ thread_local! {
 }
 
 #[inline(always)]
-fn current_tid() -> u64 {
+pub(crate) fn current_tid() -> u64 {
     TID.with(|t| {
         let v = t.get();
         if v != 0 {
@@ -57,7 +57,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 #[inline(always)]
-fn timestamp(clock: Clock) -> u64 {
+pub(crate) fn timestamp(clock: Clock) -> u64 {
     match clock {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: rdtsc is available on every x86_64 CPU.
@@ -179,6 +179,12 @@ impl Writer {
             pending_lost: 0,
             abandoned: false,
         })
+    }
+
+    /// The whole mapping (header, data area, segments) and the clock and
+    /// full-ring policy in use, for the per-thread segment writers.
+    pub fn mapping(&self) -> (*mut u8, usize, Clock, FullPolicy) {
+        (self.header.cast(), self.map_len, self.clock, self.policy)
     }
 
     /// The shared header.
@@ -558,7 +564,7 @@ impl Drop for Writer {
 }
 
 /// Cuts a string to [`MAX_STRING_BYTES`] at a UTF-8 character boundary.
-fn clip(s: &[u8]) -> &[u8] {
+pub(crate) fn clip(s: &[u8]) -> &[u8] {
     if s.len() <= MAX_STRING_BYTES {
         return s;
     }

@@ -46,6 +46,8 @@ pub struct Stream {
     pub invalid_events: u64,
     /// Events the shim reported lost (Lost records).
     pub lost: u64,
+    /// The thread of the last Thread record.
+    thread: Option<u64>,
 }
 
 impl Stream {
@@ -58,9 +60,32 @@ impl Stream {
     /// were used (an incomplete record at the end is left for later).
     /// Anything after a Stop record is ignored.
     pub fn process(&mut self, words: &[u64]) -> Result<usize, ReaderError> {
+        self.process_records(words, true)
+    }
+
+    /// Applies the records of one per-thread segment (see
+    /// `rprof_abi::segment`): like [`process`](Self::process), but on the
+    /// segment's own thread, `thread` (which its Thread records update),
+    /// and also after the Stop record: segments are drained one last time
+    /// once it is seen.
+    pub fn process_segment(
+        &mut self,
+        words: &[u64],
+        thread: &mut Option<u64>,
+    ) -> Result<usize, ReaderError> {
+        if let Some(t) = *thread {
+            self.discarding = !self.agg.switch_thread(t);
+            self.thread = Some(t);
+        }
+        let r = self.process_records(words, false);
+        *thread = self.thread;
+        r
+    }
+
+    fn process_records(&mut self, words: &[u64], stop_ends: bool) -> Result<usize, ReaderError> {
         let mut i = 0;
         while i < words.len() {
-            if self.stop_ts.is_some() {
+            if stop_ends && self.stop_ts.is_some() {
                 return Ok(words.len());
             }
             let h = words[i];
@@ -120,7 +145,10 @@ impl Stream {
                 self.define(id, Function::python(file, line, name))?;
             }
             Record::DefBuiltin { id, label } => self.define(id, Function::builtin(label))?,
-            Record::Thread { tid } => self.discarding = !self.agg.switch_thread(tid),
+            Record::Thread { tid } => {
+                self.discarding = !self.agg.switch_thread(tid);
+                self.thread = Some(tid);
+            }
             Record::ThreadName { tid, name } => self.agg.name_thread(tid, name),
             Record::Lost { count } => self.lost = self.lost.saturating_add(count),
             Record::Start { ts } => {
