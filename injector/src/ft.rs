@@ -371,6 +371,8 @@ struct Local {
     last_id: u32,
     /// No free segment was left for this thread in this capture.
     refused: bool,
+    /// This callback counts in [`USERS`] (see [`Local::revalidate`]).
+    pinned: bool,
 }
 
 impl Local {
@@ -383,7 +385,27 @@ impl Local {
             last_key: 0,
             last_id: 0,
             refused: false,
+            pinned: false,
         }
+    }
+
+    /// After a call into Python (a builtin's label may run a `__repr__`,
+    /// which may detach the thread while the capture stops and its ring
+    /// is unmapped): counts this callback in [`USERS`] until it returns,
+    /// so that [`end`] waits for it, and says whether the capture this
+    /// thread's state belongs to still runs. If not, the state is dropped
+    /// and nothing more is written.
+    #[cold]
+    fn revalidate(&mut self) -> bool {
+        if !self.pinned {
+            USERS.fetch_add(1, SeqCst);
+            self.pinned = true;
+        }
+        if GEN.load(SeqCst) != self.gen || BASE.load(SeqCst).is_null() {
+            self.seg = None;
+            return false;
+        }
+        true
     }
 
     #[inline(always)]
@@ -540,6 +562,9 @@ impl Local {
             None => {
                 // SAFETY: thread attached, f live.
                 let label = unsafe { intern::builtin_label(api, f) };
+                if !self.revalidate() {
+                    return None;
+                }
                 let id = self.insert(key, ptr::null_mut());
                 if !self.define_builtin(id, &label) {
                     return None;
@@ -614,6 +639,10 @@ impl Local {
             }
             let label = intern::builtin_label(api, bound);
             (api.py_decref)(bound);
+            if !self.revalidate() {
+                (api.py_decref)(objclass);
+                return None;
+            }
             (api.py_incref)(descr);
             own(descr);
             own(objclass);
@@ -669,6 +698,10 @@ fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
         let l = unsafe { &mut *cell.0.get() };
         if l.ready() {
             f(api, l);
+        }
+        if l.pinned {
+            l.pinned = false;
+            USERS.fetch_sub(1, SeqCst);
         }
     });
 }

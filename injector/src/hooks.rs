@@ -335,8 +335,10 @@ pub unsafe fn stop() {
     // SAFETY: GIL held.
     unsafe {
         uninstall(api, cap.setprofile.take(), cap.monitoring.take());
-        // Removing the hooks stopped the world: no hook runs any more, and
-        // every segment's events are published.
+        // Removing the hooks stopped the world: no hook runs any more but
+        // those suspended in Python code (a builtin's label), which find
+        // their capture ended when they resume (ft::end waits for any that
+        // resumed before it), and every segment's events are published.
         crate::ft::end(api);
         name_threads(api, &mut cap);
     }
