@@ -50,6 +50,9 @@ static GEN: AtomicU64 = AtomicU64::new(0);
 /// Thread-exit destructors currently touching the ring.
 static USERS: AtomicU32 = AtomicU32::new(0);
 /// Next function id (shared by every thread).
+///
+/// (In a forked child, [`forget_in_child`] resets what the parent's
+/// threads held.)
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 /// `sys.monitoring.MISSING`.
 static MISSING: AtomicPtr<core::ffi::c_void> = AtomicPtr::new(ptr::null_mut());
@@ -84,6 +87,8 @@ pub fn begin(writer: &Writer) {
 /// (which stops the world, so no hook runs any more) and before the ring
 /// is unmapped. Releases the references the tables took.
 ///
+/// (See [`forget_in_child`] for a forked child.)
+///
 /// # Safety
 /// The calling thread is attached to the interpreter.
 pub unsafe fn end(api: &Api) {
@@ -101,6 +106,36 @@ pub unsafe fn end(api: &Api) {
     }
     let refs = OWNED_REFS
         .lock()
+        .map(|mut v| core::mem::take(&mut *v))
+        .unwrap_or_default();
+    for r in refs {
+        // SAFETY: each was a reference we took in `own` (thread attached).
+        unsafe { (api.py_decref)(r as PyObj) };
+    }
+}
+
+/// In a forked child of a recording process, which has one thread: ends
+/// free-threaded recording without waiting for the parent's other threads
+/// (they do not exist here; counts and locks they held were copied as
+/// they were), and releases the references the tables took. Writes
+/// nothing into the ring.
+///
+/// # Safety
+/// The calling thread is attached to the interpreter, in a forked child.
+pub unsafe fn forget_in_child(api: &Api) {
+    if !ENABLED.swap(false, SeqCst) {
+        return;
+    }
+    GEN.fetch_add(1, SeqCst);
+    BASE.store(ptr::null_mut(), SeqCst);
+    USERS.store(0, SeqCst);
+    // A lock another thread of the parent held at fork() stays locked in
+    // the child: never block on one.
+    if let Ok(mut s) = SHARED.try_lock() {
+        *s = None;
+    }
+    let refs = OWNED_REFS
+        .try_lock()
         .map(|mut v| core::mem::take(&mut *v))
         .unwrap_or_default();
     for r in refs {
@@ -684,6 +719,8 @@ thread_local! {
 #[inline(always)]
 fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
     if !ACTIVE.load(Relaxed) {
+        // SAFETY: hooks run on an attached thread.
+        unsafe { crate::hooks::forget_if_forked() };
         return;
     }
     // SAFETY: API is written only by `hooks::start` before any hook is
