@@ -50,10 +50,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let child_pid = child.id();
     let status = loop {
         let read = session.drain().unwrap_or(0);
-        if let Some(sig) = signals::take() {
-            // The terminal sends SIGINT to the whole process group; a
-            // signal sent to rprof alone is passed on.
-            signals::send(child.id(), sig);
+        if let Some((sig, from_terminal)) = signals::take_with_origin() {
+            // The terminal sends SIGINT to the whole foreground process
+            // group, the target included: passing it on would deliver it
+            // twice. A signal sent to rprof alone (kill) is passed on.
+            if !from_terminal {
+                signals::send(child.id(), sig);
+            }
         }
         if let Some(status) = child.try_wait().context("cannot wait for the target")? {
             break status;
