@@ -27,6 +27,7 @@
 
 mod elf;
 mod inject;
+pub mod libc;
 mod proc;
 mod ptrace;
 
@@ -96,6 +97,14 @@ pub enum AttachError {
     /// The target died during the attach.
     #[error("PID {0} exited while rprof was attaching")]
     Gone(i32),
+    /// The target's C library cannot load the shim (musl, or glibc < 2.17).
+    #[error("PID {pid} runs on {libc}; rprof's shim needs glibc 2.17 or newer (musl-based images such as Alpine are not supported)")]
+    UnsupportedLibc {
+        /// The PID.
+        pid: i32,
+        /// The C library found.
+        libc: String,
+    },
     /// The injected calls failed.
     #[error("loading the profiler into PID {pid} failed: {why}")]
     Inject {
@@ -121,6 +130,7 @@ impl AttachError {
             AttachError::NoSafePoint(_) => 18,
             AttachError::Gone(_) => 19,
             AttachError::Inject { .. } => 20,
+            AttachError::UnsupportedLibc { .. } => 21,
         }
     }
 }
