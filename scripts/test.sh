@@ -26,3 +26,6 @@ fi
 
 echo "== workspace tests (unit, integration, differential)"
 cargo test --workspace
+
+echo "== the wheel (build, glibc floor, venv installs, musl refusal)"
+scripts/test_wheel.sh

@@ -9,5 +9,6 @@
 mod attach;
 mod cli;
 mod differential;
+mod dist;
 mod formats;
 mod util;

@@ -21,7 +21,7 @@ pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("RPROF_GIT_COMMIT"),
-    ")\nsupports CPython 3.8–3.15 on Linux x86_64 (targets with glibc 2.17 or newer)"
+    ")\nsupports CPython 3.8-3.15 on Linux x86_64 (targets with glibc 2.17 or newer)"
 );
 
 /// Exact, cProfile-compatible profiles of CPython processes.

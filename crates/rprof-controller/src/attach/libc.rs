@@ -57,7 +57,16 @@ fn file_name(path: &str) -> &str {
 
 fn is_musl(path: &str) -> bool {
     let n = file_name(path);
-    n.starts_with("ld-musl-") || n.starts_with("libc.musl-")
+    // Alpine maps `/lib/ld-musl-x86_64.so.1`; Debian's musl package
+    // resolves that link to `/usr/lib/x86_64-linux-musl/libc.so`.
+    n.starts_with("ld-musl-") || n.starts_with("libc.musl-") || path.contains("-linux-musl/")
+}
+
+/// The program interpreter (`PT_INTERP`) of `pid`'s executable.
+fn interpreter(pid: i32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/exe")).ok()?;
+    let elf = goblin::elf::Elf::parse(&bytes).ok()?;
+    elf.interpreter.map(str::to_string)
 }
 
 fn is_glibc(path: &str) -> bool {
@@ -80,7 +89,11 @@ pub fn detect(pid: i32, maps: &[Mapping]) -> Libc {
             path: p.to_string(),
             version: glibc_version(&proc::in_target_root(pid, p)),
         },
-        None => Libc::None,
+        None => match interpreter(pid) {
+            // A libc renamed beyond recognition: the loader still tells.
+            Some(interp) if interp.contains("musl") => Libc::Musl { path: interp },
+            _ => Libc::None,
+        },
     }
 }
 
@@ -137,6 +150,9 @@ pub(crate) fn check(pid: i32, maps: &[Mapping]) -> Result<(), AttachError> {
 mod tests {
     use super::*;
 
+    /// A PID no process has: nothing is read from `/proc`.
+    const NO_PID: i32 = i32::MAX;
+
     fn mapping(path: &str) -> Mapping {
         Mapping {
             start: 0x1000,
@@ -149,10 +165,14 @@ mod tests {
 
     #[test]
     fn recognises_musl_by_its_loader_or_libc() {
-        for p in ["/lib/ld-musl-x86_64.so.1", "/usr/lib/libc.musl-x86_64.so.1"] {
+        for p in [
+            "/lib/ld-musl-x86_64.so.1",
+            "/usr/lib/libc.musl-x86_64.so.1",
+            "/usr/lib/x86_64-linux-musl/libc.so",
+        ] {
             let maps = [mapping("/usr/bin/python3.12"), mapping(p)];
-            assert_eq!(detect(1, &maps), Libc::Musl { path: p.into() });
-            let err = check(1, &maps).unwrap_err();
+            assert_eq!(detect(NO_PID, &maps), Libc::Musl { path: p.into() });
+            let err = check(NO_PID, &maps).unwrap_err();
             assert_eq!(err.exit_code(), 21);
             let msg = err.to_string();
             assert!(msg.contains("musl") && msg.contains("2.17"), "{msg}");
@@ -163,8 +183,8 @@ mod tests {
     #[test]
     fn no_libc_is_refused() {
         let maps = [mapping("/usr/local/bin/python-static")];
-        assert_eq!(detect(1, &maps), Libc::None);
-        assert_eq!(check(1, &maps).unwrap_err().exit_code(), 21);
+        assert_eq!(detect(NO_PID, &maps), Libc::None);
+        assert_eq!(check(NO_PID, &maps).unwrap_err().exit_code(), 21);
     }
 
     #[test]
