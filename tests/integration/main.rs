@@ -13,6 +13,7 @@ mod adversarial_shim;
 mod attach;
 mod cli;
 mod differential;
+mod dist;
 mod formats;
 mod free_threaded;
 mod util;
