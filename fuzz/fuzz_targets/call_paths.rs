@@ -33,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
         match (op >> 3) & 3 {
             0 | 1 => agg.enter(f, t),
             2 => agg.leave(f, t),
-            _ => agg.switch_thread(u64::from(op & 3)),
+            _ => {
+                agg.switch_thread(u64::from(op & 3));
+            }
         }
     }
     let (profile, paths) = agg.finish_with_paths(t + 1);

@@ -891,6 +891,25 @@ fn cpu_bound_target() {
         false,
         Some(1),
     );
+    // The counts the workload knows: every lcg_by_calls makes 300 calls
+    // of step, every one_round 1219 calls of fib (fib(14) with its
+    // recursion). Only the call under way at attach (its calls counted,
+    // not itself) and at detach (flushed with the calls it made so far)
+    // can be partial.
+    let dir = tempfile::tempdir().unwrap();
+    for py in util::interpreters() {
+        let ctx = format!("cpu.py on {}, exact counts", py.label());
+        let mut t = start(py, "cpu.py", &[]);
+        let (_, p) = attach_and_check(py, &t, &[], dir.path(), &ctx);
+        for (outer, inner, per) in [("lcg_by_calls", "step", 300), ("one_round", "fib", 1219)] {
+            let (k, n) = (p.calls("cpu.py", outer), p.calls("cpu.py", inner));
+            assert!(
+                k > 0 && n + per >= per * k && n < per * (k + 1),
+                "{ctx}: {n} calls of {inner} for {k} calls of {outer} (each makes {per})"
+            );
+        }
+        t.finish_ok(&ctx);
+    }
 }
 
 #[test]
