@@ -50,6 +50,9 @@ static GEN: AtomicU64 = AtomicU64::new(0);
 /// Thread-exit destructors currently touching the ring.
 static USERS: AtomicU32 = AtomicU32::new(0);
 /// Next function id (shared by every thread).
+///
+/// (In a forked child, [`forget_in_child`] resets what the parent's
+/// threads held.)
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 /// `sys.monitoring.MISSING`.
 static MISSING: AtomicPtr<core::ffi::c_void> = AtomicPtr::new(ptr::null_mut());
@@ -84,6 +87,8 @@ pub fn begin(writer: &Writer) {
 /// (which stops the world, so no hook runs any more) and before the ring
 /// is unmapped. Releases the references the tables took.
 ///
+/// (See [`forget_in_child`] for a forked child.)
+///
 /// # Safety
 /// The calling thread is attached to the interpreter.
 pub unsafe fn end(api: &Api) {
@@ -101,6 +106,36 @@ pub unsafe fn end(api: &Api) {
     }
     let refs = OWNED_REFS
         .lock()
+        .map(|mut v| core::mem::take(&mut *v))
+        .unwrap_or_default();
+    for r in refs {
+        // SAFETY: each was a reference we took in `own` (thread attached).
+        unsafe { (api.py_decref)(r as PyObj) };
+    }
+}
+
+/// In a forked child of a recording process, which has one thread: ends
+/// free-threaded recording without waiting for the parent's other threads
+/// (they do not exist here; counts and locks they held were copied as
+/// they were), and releases the references the tables took. Writes
+/// nothing into the ring.
+///
+/// # Safety
+/// The calling thread is attached to the interpreter, in a forked child.
+pub unsafe fn forget_in_child(api: &Api) {
+    if !ENABLED.swap(false, SeqCst) {
+        return;
+    }
+    GEN.fetch_add(1, SeqCst);
+    BASE.store(ptr::null_mut(), SeqCst);
+    USERS.store(0, SeqCst);
+    // A lock another thread of the parent held at fork() stays locked in
+    // the child: never block on one.
+    if let Ok(mut s) = SHARED.try_lock() {
+        *s = None;
+    }
+    let refs = OWNED_REFS
+        .try_lock()
         .map(|mut v| core::mem::take(&mut *v))
         .unwrap_or_default();
     for r in refs {
@@ -371,6 +406,8 @@ struct Local {
     last_id: u32,
     /// No free segment was left for this thread in this capture.
     refused: bool,
+    /// This callback counts in [`USERS`] (see [`Local::revalidate`]).
+    pinned: bool,
 }
 
 impl Local {
@@ -383,7 +420,27 @@ impl Local {
             last_key: 0,
             last_id: 0,
             refused: false,
+            pinned: false,
         }
+    }
+
+    /// After a call into Python (a builtin's label may run a `__repr__`,
+    /// which may detach the thread while the capture stops and its ring
+    /// is unmapped): counts this callback in [`USERS`] until it returns,
+    /// so that [`end`] waits for it, and says whether the capture this
+    /// thread's state belongs to still runs. If not, the state is dropped
+    /// and nothing more is written.
+    #[cold]
+    fn revalidate(&mut self) -> bool {
+        if !self.pinned {
+            USERS.fetch_add(1, SeqCst);
+            self.pinned = true;
+        }
+        if GEN.load(SeqCst) != self.gen || BASE.load(SeqCst).is_null() {
+            self.seg = None;
+            return false;
+        }
+        true
     }
 
     #[inline(always)]
@@ -540,6 +597,9 @@ impl Local {
             None => {
                 // SAFETY: thread attached, f live.
                 let label = unsafe { intern::builtin_label(api, f) };
+                if !self.revalidate() {
+                    return None;
+                }
                 let id = self.insert(key, ptr::null_mut());
                 if !self.define_builtin(id, &label) {
                     return None;
@@ -614,6 +674,10 @@ impl Local {
             }
             let label = intern::builtin_label(api, bound);
             (api.py_decref)(bound);
+            if !self.revalidate() {
+                (api.py_decref)(objclass);
+                return None;
+            }
             (api.py_incref)(descr);
             own(descr);
             own(objclass);
@@ -655,6 +719,8 @@ thread_local! {
 #[inline(always)]
 fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
     if !ACTIVE.load(Relaxed) {
+        // SAFETY: hooks run on an attached thread.
+        unsafe { crate::hooks::forget_if_forked() };
         return;
     }
     // SAFETY: API is written only by `hooks::start` before any hook is
@@ -669,6 +735,10 @@ fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
         let l = unsafe { &mut *cell.0.get() };
         if l.ready() {
             f(api, l);
+        }
+        if l.pinned {
+            l.pinned = false;
+            USERS.fetch_sub(1, SeqCst);
         }
     });
 }

@@ -335,8 +335,10 @@ pub unsafe fn stop() {
     // SAFETY: GIL held.
     unsafe {
         uninstall(api, cap.setprofile.take(), cap.monitoring.take());
-        // Removing the hooks stopped the world: no hook runs any more, and
-        // every segment's events are published.
+        // Removing the hooks stopped the world: no hook runs any more but
+        // those suspended in Python code (a builtin's label), which find
+        // their capture ended when they resume (ft::end waits for any that
+        // resumed before it), and every segment's events are published.
         crate::ft::end(api);
         name_threads(api, &mut cap);
     }
@@ -385,11 +387,25 @@ pub unsafe fn forget_in_child() {
     // SAFETY: GIL held.
     unsafe {
         let _saved = api::SavedError::save(api);
+        crate::ft::forget_in_child(api);
         uninstall(api, cap.setprofile.take(), cap.monitoring.take());
         cap.table.clear(api);
     }
     // Unmaps the ring; the writer's Drop writes nothing.
     drop(cap);
+}
+
+/// [`forget_in_child`] if this is a forked child that has not done it yet;
+/// for the hooks' slow path (free-threaded ones included).
+///
+/// # Safety
+/// GIL held (thread attached).
+#[cold]
+pub unsafe fn forget_if_forked() {
+    if FORKED_DIRTY.load(Relaxed) {
+        // SAFETY: as the caller's.
+        unsafe { forget_in_child() };
+    }
 }
 
 /// The capture of generation `generation`, if it is still recording.
@@ -661,7 +677,9 @@ unsafe extern "C" fn probe_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: Py
 
 /// Whether `func` is one of the shim's own setprofile hooks.
 fn is_ours(func: usize) -> bool {
-    func == profile_cb as *const () as usize || func == floor_cb as *const () as usize
+    func == profile_cb as *const () as usize
+        || func == floor_cb as *const () as usize
+        || func == crate::ft::profile_cb as *const () as usize
 }
 
 /// Takes the shim's hook off every thread that still has it, putting back

@@ -26,13 +26,16 @@ r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
     os.close(r)
-    t0 = time.perf_counter()
-    loop(child_calls)
-    t1 = time.perf_counter()
+    best = None
+    for _ in range(3):  # the best of three: the machine may be loaded
+        t0 = time.perf_counter()
+        loop(child_calls // 3)
+        t = time.perf_counter() - t0
+        best = t if best is None else min(best, t)
     info = {
-        "time": t1 - t0,
+        "time": best,
         "threading_hook": repr(getattr(threading, "_profile_hook", None)),
-        "maps": [l.strip() for l in open("/proc/self/maps") if "rprof" in l and ".so" not in l],
+        "maps": [l.strip() for l in open("/proc/self/maps") if "rprof" in l and ("ring" in l or "/dev/shm" in l) and ".so" not in l],
         "tools": [],
     }
     if sys.version_info >= (3, 12):
@@ -47,9 +50,12 @@ while True:
         break
     chunks.append(b)
 os.waitpid(pid, 0)
-t0 = time.perf_counter()
-loop(parent_calls)
-t1 = time.perf_counter()
+best = None
+for _ in range(3):
+    t0 = time.perf_counter()
+    loop(parent_calls // 3)
+    t = time.perf_counter() - t0
+    best = t if best is None else min(best, t)
 child = json.loads(b"".join(chunks))
 print("CHILD " + json.dumps(child))
-print("PARENT " + json.dumps({"time": t1 - t0}), flush=True)
+print("PARENT " + json.dumps({"time": best}), flush=True)

@@ -96,6 +96,29 @@ fn stop_while_a_callback_is_suspended_in_python() {
     }
 }
 
+/// Item 4, the recipe: `rprof attach -d 1.5` while a thread's
+/// callback is suspended in a 3 s `__repr__` computing a builtin's label.
+#[test]
+fn detach_while_a_callback_is_suspended_in_python() {
+    for py in util::interpreters() {
+        for hook in hooks(py) {
+            let ctx = format!("{} --hook {hook}", py.label());
+            let s = scenario(py, "slow_repr", &["--hook", hook]);
+            assert!(
+                s.target_ok,
+                "{ctx}: the target must survive the detach: {}",
+                s.target_err
+            );
+            assert_eq!(
+                s.rprof.status.code(),
+                Some(0),
+                "{ctx}\n{}",
+                util::describe(&s.rprof)
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Item 5: reader liveness across time namespaces; item 15: drop never waits.
 
@@ -343,7 +366,7 @@ fn drop_policy_never_waits() {
             util::describe(&out)
         );
         // A write that waited for the stopped reader would stall one
-        // iteration for a second or more.
+        // iteration for a second or more, and then give up on rprof.
         let longest: f64 = stdout
             .lines()
             .find_map(|l| l.strip_prefix("longest_iteration "))
@@ -351,8 +374,10 @@ fn drop_policy_never_waits() {
             .trim()
             .parse()
             .unwrap();
+        // (Generous: a loaded machine may deschedule the target; the
+        // abandonment check above is what a waiting writer fails.)
         assert!(
-            longest < 0.9,
+            longest < 2.5,
             "{ctx}: one iteration took {longest} s: the target waited for the ring"
         );
         assert_eq!(
@@ -386,7 +411,7 @@ fn forked_child_drops_the_capture() {
                 rprof_run(py, hook, &["-o"])
                     .arg(&prof)
                     .arg(script("fork_child.py"))
-                    .args(["100000", "100000"]),
+                    .args(["150000", "150000"]),
                 Duration::from_secs(120),
                 &ctx,
             );
@@ -425,7 +450,7 @@ fn forked_child_drops_the_capture() {
                 "{ctx}: the child still has rprof's threading hook: {child}"
             );
             // Only the parent's calls are counted.
-            assert_eq!(ncalls(py, &prof, "f"), 100_000, "{ctx}");
+            assert_eq!(ncalls(py, &prof, "f"), 150_000, "{ctx}");
             // Where even an empty hook is costly (3.11+), the child runs at
             // unprofiled speed: well below the profiled parent's time.
             if py.at_least(3, 11) {
@@ -434,7 +459,7 @@ fn forked_child_drops_the_capture() {
                     parent["time"].as_f64().unwrap(),
                 );
                 assert!(
-                    c < 0.7 * p,
+                    c < 0.8 * p,
                     "{ctx}: the child is as slow as the profiled parent ({c:.3} s vs {p:.3} s)"
                 );
             }
@@ -443,42 +468,346 @@ fn forked_child_drops_the_capture() {
 }
 
 // ---------------------------------------------------------------------------
-// Item 14 (part): `__main__` as plain python makes it.
+// Item 14: `rprof run` is indistinguishable from `python SCRIPT`.
+
+/// `cmd` with an environment that neither side's comparison depends on
+/// (no preload on the path: it imports modules of its own).
+fn plain_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("PYTHONPATH")
+        .env_remove("PYTHONSTARTUP")
+        .env("PYTHONHASHSEED", "0")
+        .stdin(Stdio::null())
+}
+
+/// The modules `import threading` adds on `py` (the setprofile hook needs
+/// `threading`, so rprof run imports it before the program starts).
+fn threading_modules(py: &Python) -> std::collections::BTreeSet<String> {
+    let out = util::run(plain_env(&mut Command::new(&py.path)).args([
+        "-c",
+        "import sys; b=set(sys.modules); import threading; print(' '.join(sorted(set(sys.modules)-b)))",
+    ]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
 
 #[test]
-fn run_main_globals_match_plain_python() {
+fn run_is_indistinguishable_from_plain_python() {
     for py in util::interpreters() {
-        let s = script("main_globals.py");
-        let mut plain = Command::new(&py.path);
-        plain.arg(&s);
-        let want = util::run(&mut plain);
-        let got = run_limited(
-            rprof_run(
-                py,
-                if py.at_least(3, 12) {
-                    "monitoring"
-                } else {
-                    "setprofile"
-                },
-                &["-o", "/dev/null", "--format", "pstats"],
-            )
-            .arg(&s),
-            Duration::from_secs(60),
-            &py.label(),
+        let s = script("main_probe.py");
+        let dir = tempdir();
+        let prof = dir.path().join("p.prof");
+        let plain = util::run(plain_env(Command::new(&py.path).arg(&s).arg("raise")));
+        for hook in hooks(py) {
+            let ctx = format!("{} --hook {hook}", py.label());
+            let mut c = Command::new(env!("CARGO_BIN_EXE_rprof"));
+            plain_env(&mut c)
+                .args(["run", "--hook", hook, "-o"])
+                .arg(&prof)
+                .arg("--python")
+                .arg(&py.path)
+                .arg(&s)
+                .arg("raise");
+            let got = run_limited(&mut c, Duration::from_secs(60), &ctx);
+            let line = |o: &Output, key: &str| -> String {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .find(|l| l.starts_with(key))
+                    .unwrap_or_else(|| panic!("{ctx}: no {key} line\n{}", util::describe(o)))
+                    .to_string()
+            };
+            for key in ["GLOBALS", "LOADER", "ARGV"] {
+                assert_eq!(line(&got, key), line(&plain, key), "{ctx}");
+            }
+            let modules = |o: &Output| -> std::collections::BTreeSet<String> {
+                line(o, "MODULES")
+                    .split_whitespace()
+                    .skip(1)
+                    .map(String::from)
+                    .collect()
+            };
+            let (want, have) = (modules(&plain), modules(&got));
+            let allowed = if hook == "setprofile" {
+                threading_modules(py)
+            } else {
+                Default::default()
+            };
+            let extra: Vec<_> = have
+                .difference(&want)
+                .filter(|m| !allowed.contains(*m))
+                .collect();
+            let missing: Vec<_> = want.difference(&have).collect();
+            assert!(
+                extra.is_empty() && missing.is_empty(),
+                "{ctx}: sys.modules differs from plain python: extra {extra:?}, missing {missing:?}"
+            );
+            // The same traceback, and the same exit status.
+            let tb = |o: &Output| -> String {
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .filter(|l| !l.starts_with("rprof:"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert_eq!(tb(&got), tb(&plain), "{ctx}: the traceback differs");
+            assert_eq!(got.status.code(), plain.status.code(), "{ctx}");
+        }
+    }
+}
+
+/// One Ctrl-C at the terminal reaches the program once.
+#[test]
+fn one_ctrl_c_reaches_the_program_once() {
+    for py in [
+        util::interpreters().first().unwrap(),
+        util::interpreters().last().unwrap(),
+    ] {
+        let ctx = py.label();
+        let dir = tempdir();
+        let out = run_limited(
+            plain_env(&mut Command::new(&py.path))
+                .arg(script("pty_driver.py"))
+                .arg(env!("CARGO_BIN_EXE_rprof"))
+                .args(["run", "-o"])
+                .arg(dir.path().join("p.prof"))
+                .arg("--python")
+                .arg(&py.path)
+                .arg(script("ctrl_c.py")),
+            Duration::from_secs(90),
+            &ctx,
         );
-        let pick = |o: &Output| -> Vec<String> {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| l.starts_with("BUILTINS") || l.starts_with("LOADER"))
-                .map(String::from)
-                .collect()
-        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("sigints 1") && text.contains("exit 0"),
+            "{ctx}: one Ctrl-C must reach the program once\n{}",
+            util::describe(&out)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Items 7 and 16: attach with a sub-interpreter; what detach puts back.
+
+/// Ends `attach_target.py` (which the test may reach only by PID) when
+/// dropped.
+struct AttachTarget {
+    child: std::process::Child,
+}
+impl Drop for AttachTarget {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            util::signal(self.child.id(), "KILL");
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What one attach scenario gave: rprof's output, the target's exit
+/// status and stderr, and the profile file.
+struct Scenario {
+    rprof: Output,
+    target_ok: bool,
+    target_err: String,
+    prof: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// Starts `attach_target.py MODE`, attaches with `args` for `-d 1.5`,
+/// lets the target act during the capture (if rprof attached), then ends
+/// the target.
+fn scenario(py: &Python, mode: &str, args: &[&str]) -> Scenario {
+    let ctx = format!("{} {mode}", py.label());
+    let dir = tempdir();
+    let status = dir.path().join("status");
+    let done = dir.path().join("done");
+    let terr = dir.path().join("target.err");
+    let mut cmd = py.command();
+    cmd.arg(script("attach_target.py"))
+        .arg(&status)
+        .arg(&done)
+        .arg(mode)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&terr).unwrap());
+    let mut target = AttachTarget {
+        child: cmd.spawn().unwrap(),
+    };
+    let pid = wait_for_file(&status, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{ctx}: the target did not start"));
+    let prof = dir.path().join("p.prof");
+    let rerr = dir.path().join("rprof.err");
+    let mut rp = util::rprof();
+    rp.args(["attach", pid.trim(), "-d", "1.5", "-o"])
+        .arg(&prof)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&rerr).unwrap());
+    let rchild = rp.spawn().unwrap();
+    let rpid = rchild.id();
+    let guard = util::KillOnDrop::new(rpid, env!("CARGO_BIN_EXE_rprof"));
+    // Once attached, let the target act during the capture.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&rerr).unwrap_or_default();
+        if text.contains("attached to PID") {
+            std::fs::write(dir.path().join("done.go"), "").unwrap();
+            wait_for_file(&dir.path().join("status.set"), Duration::from_secs(10));
+            break;
+        }
+        if std::fs::read_to_string(format!("/proc/{rpid}/stat")).is_err() || Instant::now() > until
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = rchild.wait_with_output().unwrap();
+    drop(guard);
+    out.stderr = std::fs::read(&rerr).unwrap_or_default();
+    std::fs::write(&done, "").unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        if let Some(st) = target.child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > until {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Scenario {
+        rprof: out,
+        target_ok: st.is_some_and(|s| s.success()),
+        target_err: std::fs::read_to_string(&terr).unwrap_or_default(),
+        prof,
+        dir,
+    }
+}
+
+/// Item 6: a child forked while rprof is attached can be attached to on
+/// its own afterwards (nothing of the parent's capture is left in it).
+#[test]
+fn attach_to_a_child_forked_while_attached() {
+    for py in [
+        util::interpreters().first().unwrap(),
+        util::interpreters().last().unwrap(),
+    ] {
+        for hook in hooks(py) {
+            let ctx = format!("{} --hook {hook}", py.label());
+            let s = scenario(py, "fork_child", &["--hook", hook]);
+            assert_eq!(
+                s.rprof.status.code(),
+                Some(0),
+                "{ctx}\n{}",
+                util::describe(&s.rprof)
+            );
+            assert!(s.target_ok, "{ctx}: {}", s.target_err);
+            let dir = s.dir.path();
+            let child = wait_for_file(&dir.join("status.child"), Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("{ctx}: the child did not start"));
+            let child_pid: u32 = child.trim().parse().unwrap();
+            let _guard = util::KillOnDrop::new(child_pid, "attach_target.py");
+            let prof = dir.join("child.prof");
+            let out = run_limited(
+                util::rprof()
+                    .args(["attach", child.trim(), "-d", "0.5", "--hook", hook, "-o"])
+                    .arg(&prof),
+                Duration::from_secs(60),
+                &ctx,
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{ctx}: attaching to the forked child failed\n{}",
+                util::describe(&out)
+            );
+            assert!(
+                ncalls(py, &prof, "f") > 0,
+                "{ctx}: no calls recorded in the child"
+            );
+            std::fs::write(dir.join("done.child"), "").unwrap();
+            let ok = wait_for_file(&dir.join("status.child.ok"), Duration::from_secs(20));
+            assert!(
+                ok.is_some_and(|o| o.starts_with("ok")),
+                "{ctx}: the child did not finish"
+            );
+        }
+    }
+}
+
+/// Item 7: with an idle sub-interpreter (the newest interpreter), the main
+/// interpreter's threads are still the ones hooked.
+#[test]
+fn attach_with_an_idle_sub_interpreter_profiles_the_main_one() {
+    for py in util::interpreters() {
+        for hook in hooks(py) {
+            let ctx = format!("{} --hook {hook}", py.label());
+            let s = scenario(py, "subinterp", &["--hook", hook]);
+            assert_eq!(
+                s.rprof.status.code(),
+                Some(0),
+                "{ctx}\n{}",
+                util::describe(&s.rprof)
+            );
+            assert!(s.target_ok, "{ctx}: {}", s.target_err);
+            assert!(
+                ncalls(py, &s.prof, "f") > 0,
+                "{ctx}: the main interpreter's calls were not recorded\n{}",
+                util::describe(&s.rprof)
+            );
+        }
+    }
+}
+
+/// Item 16: a profiler a thread had before the attach is put back; one a
+/// thread set during the capture is left alone.
+#[test]
+fn detach_keeps_the_programs_own_profilers() {
+    for py in util::interpreters() {
+        let s = scenario(py, "own_profiler", &["--hook", "setprofile"]);
         assert_eq!(
-            pick(&got),
-            pick(&want),
+            s.rprof.status.code(),
+            Some(0),
             "{}\n{}",
             py.label(),
-            util::describe(&got)
+            util::describe(&s.rprof)
         );
+        assert!(s.target_ok, "{}: {}", py.label(), s.target_err);
+    }
+}
+
+/// Item 16: a thread started during the capture never inherits the
+/// profiler of a thread that ended (even at the same address).
+#[test]
+fn detach_matches_threads_by_identity() {
+    // 3.8 has no PyThreadState_GetID: threads are matched by address there.
+    for py in util::interpreters().iter().filter(|p| p.at_least(3, 9)) {
+        let s = scenario(py, "reused_thread", &["--hook", "setprofile"]);
+        assert_eq!(
+            s.rprof.status.code(),
+            Some(0),
+            "{}\n{}",
+            py.label(),
+            util::describe(&s.rprof)
+        );
+        assert!(s.target_ok, "{}: {}", py.label(), s.target_err);
+    }
+}
+
+/// Item 16: rprof's sys.monitoring tool never takes the debugger or
+/// coverage id; when 2, 3 and 4 are taken it says so and changes nothing.
+#[test]
+fn monitoring_tool_never_takes_debugger_or_coverage_ids() {
+    for py in util::interpreters().iter().filter(|p| p.at_least(3, 12)) {
+        let s = scenario(py, "tool_ids", &["--hook", "monitoring"]);
+        let err = String::from_utf8_lossy(&s.rprof.stderr);
+        assert_ne!(s.rprof.status.code(), Some(0), "{}: {err}", py.label());
+        assert!(
+            err.contains("tool ids 2, 3 and 4 are all taken"),
+            "{}: the error must say why\n{err}",
+            py.label()
+        );
+        assert!(s.target_ok, "{}: {}", py.label(), s.target_err);
     }
 }

@@ -46,44 +46,76 @@ pub const SHIM_FAILED_EXIT: i32 = 121;
 const BOOTSTRAP: &str = r#"
 import sys
 def _rprof_main():
-    import ctypes, os
+    ours = {sys._getframe(1).f_code, _rprof_main.__code__}
     shim, ring, mode, target = sys.argv[1:5]
     args = sys.argv[5:]
+    if mode == "module":
+        import runpy  # `python -m` imports it too
+    before = set(sys.modules)
+    import ctypes, io, os
     lib = ctypes.PyDLL(shim)
     start, stop, last_error = lib.rprof_start, lib.rprof_stop, lib.rprof_last_error
+    sys.argv[:] = [target] + args
+    if hasattr(sys, "orig_argv"):
+        sys.orig_argv[1:] = (["-m"] if mode == "module" else []) + sys.argv
     if mode == "module":
-        import runpy
-        sys.argv[:] = [target] + args
         sys.path[0] = os.getcwd()
         code = compile("run_module(modname, run_name='__main__', alter_sys=True)", "<string>", "exec")
+        ours.add(code)
         globs = {"run_module": runpy.run_module, "modname": target}
     else:
-        import io, types
-        sys.argv[:] = [target] + args
         sys.path[0] = os.path.dirname(os.path.realpath(target))
         # Python makes the main script's path absolute from 3.9 on.
         filename = os.path.abspath(target) if sys.version_info >= (3, 9) else target
         with io.open_code(target) as f:
             code = compile(f.read(), filename, "exec")
-        main = types.ModuleType("__main__")
-        main.__file__ = filename
-        main.__cached__ = None
-        main.__package__ = None
-        # As python sets them for a script: the builtins module (not its
-        # dict, which exec would put there) and a SourceFileLoader.
-        main.__builtins__ = sys.modules["builtins"]
+        # `__main__` as python makes it for a script, key order included:
+        # a SourceFileLoader, `__annotations__` where the interpreter puts
+        # it, the builtins module (not its dict, which exec would insert).
+        real = vars(sys.modules["__main__"])
+        main = type(sys)("__main__")
         main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", filename)
-        main.__spec__ = None
+        if "__annotations__" in real:
+            main.__annotations__ = {}
+        main.__builtins__ = sys.modules["builtins"]
+        main.__file__ = filename
+        if sys.version_info < (3, 15):
+            main.__cached__ = None
         sys.modules["__main__"] = main
         globs = main.__dict__
+    loaded = set(sys.modules) - before
     if start(os.fsencode(ring)) != 0:
         buf = ctypes.create_string_buffer(256)
         last_error(buf, 256)
         sys.stderr.write("rprof: the profiler could not start: %s\n" % buf.value.decode("utf-8", "replace"))
         sys.stderr.flush()
         os._exit(SHIM_FAILED_EXIT)
+    # What only this bootstrap needed (ctypes and its helpers) is taken out
+    # of sys.modules, so that the program finds what plain python has. What
+    # the shim imported for its hook (threading, with setprofile) stays.
+    for name in loaded:
+        sys.modules.pop(name, None)
+    # From 3.13 on, `python -c` imports linecache (to show -c source in
+    # tracebacks); `python SCRIPT` does not.
+    if sys.version_info >= (3, 13) and "traceback" not in sys.modules:
+        sys.modules.pop("linecache", None)
     try:
         exec(code, globs)
+    except SystemExit:
+        raise
+    except BaseException:
+        # The traceback python prints must not show this bootstrap.
+        previous = sys.excepthook
+        def excepthook(t, v, tb):
+            sys.excepthook = previous
+            while tb is not None and tb.tb_frame.f_code in ours:
+                tb = tb.tb_next
+            if isinstance(v, BaseException):
+                v.__traceback__ = tb
+            previous(t, v, tb)
+        ours.add(excepthook.__code__)
+        sys.excepthook = excepthook
+        raise
     finally:
         stop()
 _rprof_main()

@@ -7,11 +7,22 @@
 //! Handlers (unlike ignored signals) are reset by `exec`, so a child started
 //! afterwards gets the default behaviour.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Whether the last signal came from the kernel itself (a terminal's
+/// Ctrl-C or Ctrl-\\), not from a process calling `kill`.
+static FROM_KERNEL: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    let code = if info.is_null() {
+        0
+    } else {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO
+        // handler, and it is not null here.
+        unsafe { (*info).si_code }
+    };
+    FROM_KERNEL.store(code == libc::SI_KERNEL, Ordering::Relaxed);
     RECEIVED.store(sig, Ordering::Relaxed);
 }
 
@@ -23,7 +34,7 @@ pub fn catch_interrupts() {
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
-            sa.sa_flags = libc::SA_RESTART;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
@@ -41,6 +52,15 @@ pub fn take() -> Option<i32> {
         0 => None,
         s => Some(s),
     }
+}
+
+/// Like [`take`], and says whether the signal came from the terminal
+/// (`SI_KERNEL`: the line discipline signals the whole foreground process
+/// group, so a child in rprof's group got it too and must not get it
+/// twice).
+pub fn take_with_origin() -> Option<(i32, bool)> {
+    let sig = take()?;
+    Some((sig, FROM_KERNEL.load(Ordering::Relaxed)))
 }
 
 /// Sends `sig` to process `pid`.

@@ -50,10 +50,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let child_pid = child.id();
     let status = loop {
         let read = session.drain().unwrap_or(0);
-        if let Some(sig) = signals::take() {
-            // The terminal sends SIGINT to the whole process group; a
-            // signal sent to rprof alone is passed on.
-            signals::send(child.id(), sig);
+        if let Some((sig, from_terminal)) = signals::take_with_origin() {
+            // The terminal sends SIGINT to the whole foreground process
+            // group, the target included: passing it on would deliver it
+            // twice. A signal sent to rprof alone (kill) is passed on.
+            if !from_terminal {
+                signals::send(child.id(), sig);
+            }
         }
         if let Some(status) = child.try_wait().context("cannot wait for the target")? {
             break status;
@@ -79,7 +82,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
-    let empty = report::warn_if_empty(&capture, true);
+    // A target killed by a signal may die before the shim published
+    // anything (events are published in batches): its death, reported as
+    // 128 + signal below, is the outcome, not an empty-capture error.
+    let killed = status.signal().is_some();
+    let empty = !killed && report::warn_if_empty(&capture, true);
     drop(shim_file);
     if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
