@@ -12,11 +12,12 @@
 //!   libpython's (or the python executable's) code, not in libc or the
 //!   loader.
 //!
-//! Either way, its live stack (the 64 KiB above `rsp`) must hold no return
-//! address into the dynamic loader (a thread waiting inside `dlopen` or
-//! running a library constructor) and no signal frame (a thread running a
-//! signal handler, which may have interrupted `malloc`), and its stack
-//! mapping must leave room for the call. Threads that do not qualify are let go at once. The search
+//! Either way, its live stack (the 64 KiB above `rsp`) must hold no signal
+//! frame (a thread running a signal handler, which may have interrupted
+//! `malloc`), and its stack mapping must leave room for the call. A return
+//! address into the dynamic loader on it (a thread waiting inside `dlopen`
+//! or running a library constructor, or only a stale value from a lazy
+//! symbol binding) makes the thread second choice, taken after a second. Threads that do not qualify are let go at once. The search
 //! repeats every few milliseconds (a thread may block just after being
 //! looked at) until the deadline.
 //!
@@ -96,7 +97,18 @@ impl From<TraceError> for Missed {
 }
 
 /// Looks at a stopped thread: `Some(description)` if it may be borrowed.
-fn qualifies(pid: i32, t: &Seized, ranges: &Ranges) -> Result<Option<String>, TraceError> {
+///
+/// A return address into the loader may be stale (left in an unwritten
+/// slot by an earlier lazy symbol binding), so it only makes a thread
+/// second choice: `loader_ok` is set once the search has lasted a second.
+/// Borrowing a thread that really is inside a constructor is still safe:
+/// the loader's lock is recursive, and glibc allows `dlopen` there.
+fn qualifies(
+    pid: i32,
+    t: &Seized,
+    ranges: &Ranges,
+    loader_ok: bool,
+) -> Result<Option<String>, TraceError> {
     let r = t.regs()?;
     let how = if (r.orig_rax as i64) >= 0 {
         let interrupted = matches!(r.rax as i64, -516..=-512);
@@ -120,35 +132,93 @@ fn qualifies(pid: i32, t: &Seized, ranges: &Ranges) -> Result<Option<String>, Tr
     let stack = ptrace::read(pid, r.rsp, len)?;
     // Nor may it be running a signal handler (the code it interrupted may
     // hold malloc's lock): its return address is __restore_rt.
-    if stack
-        .chunks_exact(8)
-        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
-        .any(|v| v == ranges.restore_rt || (within(&ranges.loader, v) && after_a_call(pid, v)))
-    {
+    let words = || {
+        stack
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+    };
+    let debug = |what: &str, v: u64| {
+        if std::env::var_os("RPROF_DEBUG").is_some() {
+            eprintln!(
+                "rprof: debug: thread {} ({how}): {what} {v:#x} on its stack",
+                t.tid()
+            );
+        }
+    };
+    if let Some(v) = words().find(|&v| v == ranges.restore_rt) {
+        debug("skipped, signal handler return address", v);
         return Ok(None);
+    }
+    if let Some(v) =
+        words().find(|&v| within(&ranges.loader, v) && after_a_call(pid, v, &ranges.loader))
+    {
+        if !loader_ok {
+            debug("passed over for now, loader return address", v);
+            return Ok(None);
+        }
+        debug("taken anyway, loader return address", v);
     }
     Ok(Some(how))
 }
 
-/// Whether the code just before `v` is a call instruction, i.e. `v` is a
-/// return address and not just a pointer to a function (such as
-/// `_dl_fini`, which the main thread's outermost frame keeps).
-fn after_a_call(pid: i32, v: u64) -> bool {
-    let Ok(code) = ptrace::read(pid, v.saturating_sub(7), 7) else {
+/// Whether the code just before `v` is a call instruction that ends at `v`
+/// (so `v` is a return address, not just a pointer to a function such as
+/// `_dl_fini`, which the main thread's outermost frame keeps): a direct
+/// call into the loader itself, or an indirect call whose ModRM/SIB
+/// encoding has exactly the length that ends at `v`.
+fn after_a_call(pid: i32, v: u64, loader: &[(u64, u64)]) -> bool {
+    let Ok(code) = ptrace::read(pid, v.saturating_sub(8), 8) else {
         return true;
     };
-    if code.len() != 7 {
+    if code.len() != 8 {
         return true;
     }
-    // call rel32
-    if code[2] == 0xe8 {
-        return true;
+    is_call_ending_at_end(&code, v, loader)
+}
+
+/// `code` holds the 8 bytes before `v`.
+fn is_call_ending_at_end(code: &[u8], v: u64, loader: &[(u64, u64)]) -> bool {
+    // call rel32 (e8), to a function of the loader.
+    if code[3] == 0xe8 {
+        let rel = i32::from_le_bytes([code[4], code[5], code[6], code[7]]);
+        if within(loader, v.wrapping_add(rel as i64 as u64)) {
+            return true;
+        }
     }
-    // call r/m64: ff /2, with a 0-, 1- or 4-byte displacement, register or
-    // memory operand, with or without SIB.
-    [5usize, 4, 1, 0, 3]
-        .iter()
-        .any(|&i| code[i] == 0xff && code.get(i + 1).is_some_and(|m| (m >> 3) & 7 == 2))
+    // call r/m64 (ff /2), optionally after a REX prefix.
+    (2..=7).any(|len| {
+        let start = 8 - len;
+        let mut i = start;
+        if (0x40..=0x4f).contains(&code[i]) {
+            i += 1;
+        }
+        if i + 1 >= 8 || code[i] != 0xff {
+            return false;
+        }
+        let modrm = code[i + 1];
+        if (modrm >> 3) & 7 != 2 {
+            return false;
+        }
+        let (md, rm) = (modrm >> 6, modrm & 7);
+        let mut n = i + 2 - start; // bytes so far
+        if md != 3 && rm == 4 {
+            // SIB
+            let Some(&sib) = code.get(i + 2) else {
+                return false;
+            };
+            n += 1;
+            if md == 0 && sib & 7 == 5 {
+                n += 4;
+            }
+        }
+        n += match (md, rm) {
+            (0, 5) => 4,
+            (1, _) => 1,
+            (2, _) => 4,
+            _ => 0,
+        };
+        n == len
+    })
 }
 
 /// Finds and stops a thread to borrow, by `deadline`. `stop_requested`
@@ -161,6 +231,7 @@ pub fn catch(
     stop_requested: &dyn Fn() -> bool,
 ) -> Result<Caught, Missed> {
     let mut limbo: Vec<Seized> = Vec::new();
+    let second_choice_from = Instant::now() + Duration::from_secs(1);
     let mut first = true;
     loop {
         if stop_requested() {
@@ -179,7 +250,8 @@ pub fn catch(
                     if let Event::Signal(sig) = ev {
                         t.hold(sig);
                     }
-                    if let Some(how) = qualifies(pid, &t, ranges)? {
+                    let loader_ok = Instant::now() >= second_choice_from;
+                    if let Some(how) = qualifies(pid, &t, ranges, loader_ok)? {
                         return Ok(Caught { thread: t, how });
                     }
                 }
@@ -245,7 +317,8 @@ pub fn catch(
                 Some(Event::Signal(sig)) => t.hold(sig),
                 Some(_) => {}
             }
-            if let Some(how) = qualifies(pid, &t, ranges)? {
+            let loader_ok = Instant::now() >= second_choice_from;
+            if let Some(how) = qualifies(pid, &t, ranges, loader_ok)? {
                 return Ok(Caught { thread: t, how });
             }
             t.detach()?;
@@ -255,5 +328,42 @@ pub fn catch(
             return Err(Missed::Timeout);
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_call_instructions_ending_at_the_return_address() {
+        let ld = [(0x1000u64, 0x9000u64)];
+        let v = 0x2000u64;
+        // call rel32 into the loader: e8 + (0x1800 - 0x2000)
+        let rel = (0x1800i64 - 0x2000i64) as i32;
+        let mut c = [0x90u8; 8];
+        c[3] = 0xe8;
+        c[4..].copy_from_slice(&rel.to_le_bytes());
+        assert!(is_call_ending_at_end(&c, v, &ld));
+        // ... but not one to elsewhere.
+        c[4..].copy_from_slice(&0x4000_0000i32.to_le_bytes());
+        assert!(!is_call_ending_at_end(&c, v, &ld));
+        // call *%rax (ff d0), call *%r11 (41 ff d3), call *0x10(%rbx) (ff 53 10),
+        // call *disp32(%rip) (ff 15 xx xx xx xx)
+        for tail in [
+            &[0xff, 0xd0][..],
+            &[0x41, 0xff, 0xd3],
+            &[0xff, 0x53, 0x10],
+            &[0xff, 0x15, 1, 2, 3, 4],
+        ] {
+            let mut c = [0x90u8; 8];
+            c[8 - tail.len()..].copy_from_slice(tail);
+            assert!(is_call_ending_at_end(&c, v, &ld), "{tail:x?}");
+        }
+        // An ff /2 whose encoding does not end at v is not a call to v.
+        let c = [0x90, 0x90, 0x90, 0x90, 0xff, 0x15, 0x00, 0x00];
+        assert!(!is_call_ending_at_end(&c, v, &ld));
+        // Plain data.
+        assert!(!is_call_ending_at_end(&[0x90; 8], v, &ld));
     }
 }
