@@ -386,6 +386,7 @@ pub unsafe fn forget_in_child() {
     unsafe {
         let _saved = api::SavedError::save(api);
         uninstall(api, cap.setprofile.take(), cap.monitoring.take());
+        crate::ft::forget_in_child(api);
         cap.table.clear(api);
     }
     // Unmaps the ring; the writer's Drop writes nothing.
@@ -661,7 +662,9 @@ unsafe extern "C" fn probe_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: Py
 
 /// Whether `func` is one of the shim's own setprofile hooks.
 fn is_ours(func: usize) -> bool {
-    func == profile_cb as *const () as usize || func == floor_cb as *const () as usize
+    func == profile_cb as *const () as usize
+        || func == floor_cb as *const () as usize
+        || func == crate::ft::profile_cb as *const () as usize
 }
 
 /// Takes the shim's hook off every thread that still has it, putting back
