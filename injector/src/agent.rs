@@ -198,13 +198,31 @@ fn run(fd: c_int, watch: Watch) {
     ) else {
         return;
     };
+    // An interpreter that is shutting down (the target finished while
+    // rprof went silent) must not be touched: stop() calls into Python,
+    // which aborts then ("interpreter has no modules dictionary"). Its
+    // hooks and mappings go with the process.
+    if finalizing() {
+        return;
+    }
     // SAFETY: PyGILState_Ensure/Release bracket the GIL for this thread;
     // stop() requires the GIL.
     unsafe {
         let g = ensure();
-        hooks::stop();
+        if !finalizing() {
+            hooks::stop();
+        }
         release(g);
     }
+}
+
+/// Whether the interpreter is finalizing (`Py_IsFinalizing`, 3.13+, or
+/// `_Py_IsFinalizing` before); false if neither is exported.
+fn finalizing() -> bool {
+    let f = sym::<IsInitialized>(c"Py_IsFinalizing")
+        .or_else(|| sym::<IsInitialized>(c"_Py_IsFinalizing"));
+    // SAFETY: both take no argument, need no GIL and return an int.
+    f.is_some_and(|f| unsafe { f() } != 0)
 }
 
 /// Takes the GIL and starts the capture; false (with the reason in the

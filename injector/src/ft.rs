@@ -50,9 +50,6 @@ static GEN: AtomicU64 = AtomicU64::new(0);
 /// Thread-exit destructors currently touching the ring.
 static USERS: AtomicU32 = AtomicU32::new(0);
 /// Next function id (shared by every thread).
-///
-/// (In a forked child, [`forget_in_child`] resets what the parent's
-/// threads held.)
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 /// `sys.monitoring.MISSING`.
 static MISSING: AtomicPtr<core::ffi::c_void> = AtomicPtr::new(ptr::null_mut());
@@ -87,8 +84,6 @@ pub fn begin(writer: &Writer) {
 /// (which stops the world, so no hook runs any more) and before the ring
 /// is unmapped. Releases the references the tables took.
 ///
-/// (See [`forget_in_child`] for a forked child.)
-///
 /// # Safety
 /// The calling thread is attached to the interpreter.
 pub unsafe fn end(api: &Api) {
@@ -114,23 +109,19 @@ pub unsafe fn end(api: &Api) {
     }
 }
 
-/// In a forked child of a recording process, which has one thread: ends
-/// free-threaded recording without waiting for the parent's other threads
-/// (they do not exist here; counts and locks they held were copied as
-/// they were), and releases the references the tables took. Writes
-/// nothing into the ring.
+/// In a forked child of a recording process (called by
+/// `hooks::forget_in_child`, thread attached, before the ring is
+/// unmapped): forgets the parent's capture without writing to its ring.
+/// Locks another thread may have held at the fork are only tried.
 ///
 /// # Safety
-/// The calling thread is attached to the interpreter, in a forked child.
+/// The calling thread is attached to the interpreter.
 pub unsafe fn forget_in_child(api: &Api) {
     if !ENABLED.swap(false, SeqCst) {
         return;
     }
     GEN.fetch_add(1, SeqCst);
     BASE.store(ptr::null_mut(), SeqCst);
-    USERS.store(0, SeqCst);
-    // A lock another thread of the parent held at fork() stays locked in
-    // the child: never block on one.
     if let Ok(mut s) = SHARED.try_lock() {
         *s = None;
     }
@@ -139,7 +130,7 @@ pub unsafe fn forget_in_child(api: &Api) {
         .map(|mut v| core::mem::take(&mut *v))
         .unwrap_or_default();
     for r in refs {
-        // SAFETY: each was a reference we took in `own` (thread attached).
+        // SAFETY: each was a reference taken in `own` (thread attached).
         unsafe { (api.py_decref)(r as PyObj) };
     }
 }
@@ -242,7 +233,7 @@ impl Segment {
             self.flush_lost();
         }
         let ts = timestamp(self.clock);
-        if self.free() < 2 && !self.reserve_slow(2, false) {
+        if self.free() < 2 && !self.reserve_slow(2, true) {
             return;
         }
         let slot = (self.head & self.mask) as usize;
@@ -272,8 +263,10 @@ impl Segment {
         } else {
             0
         };
-        // Definitions are never dropped: events that follow depend on them.
-        if self.free() < pad + total && !self.reserve_slow(pad + total, true) {
+        // With Wait, definitions wait like events; with Drop, a definition
+        // that does not fit is not written, and its function is not
+        // interned, so no event ever names an undefined id.
+        if self.free() < pad + total && !self.reserve_slow(pad + total, false) {
             return false;
         }
         if pad > 0 {
@@ -304,7 +297,7 @@ impl Segment {
 
     #[cold]
     #[inline(never)]
-    fn reserve_slow(&mut self, words: u64, always_wait: bool) -> bool {
+    fn reserve_slow(&mut self, words: u64, is_event: bool) -> bool {
         if self.abandoned {
             return false;
         }
@@ -312,9 +305,12 @@ impl Segment {
         if self.free() >= words {
             return true;
         }
-        if self.policy == FullPolicy::Drop && !always_wait {
-            self.pending_lost += 1;
-            self.main().dropped.fetch_add(1, Relaxed);
+        if self.policy == FullPolicy::Drop {
+            // Never wait with Drop: an event is counted lost here, a
+            // record by its caller (with the event that needed it).
+            if is_event {
+                self.lose_one();
+            }
             return false;
         }
         let start = monotonic_ns();
@@ -363,6 +359,14 @@ impl Segment {
         }
     }
 
+    /// Counts one event as lost (reported in a Lost record once there is
+    /// room, and in the header).
+    #[cold]
+    fn lose_one(&mut self) {
+        self.pending_lost += 1;
+        self.main().dropped.fetch_add(1, Relaxed);
+    }
+
     #[cold]
     fn flush_lost(&mut self) {
         self.cached_tail = self.seg().tail.load(Acquire);
@@ -406,8 +410,9 @@ struct Local {
     last_id: u32,
     /// No free segment was left for this thread in this capture.
     refused: bool,
-    /// This callback counts in [`USERS`] (see [`Local::revalidate`]).
-    pinned: bool,
+    /// This callback called into Python (to label a function), which may
+    /// have let the capture stop meanwhile: its writes are then guarded.
+    py_called: bool,
 }
 
 impl Local {
@@ -420,27 +425,8 @@ impl Local {
             last_key: 0,
             last_id: 0,
             refused: false,
-            pinned: false,
+            py_called: false,
         }
-    }
-
-    /// After a call into Python (a builtin's label may run a `__repr__`,
-    /// which may detach the thread while the capture stops and its ring
-    /// is unmapped): counts this callback in [`USERS`] until it returns,
-    /// so that [`end`] waits for it, and says whether the capture this
-    /// thread's state belongs to still runs. If not, the state is dropped
-    /// and nothing more is written.
-    #[cold]
-    fn revalidate(&mut self) -> bool {
-        if !self.pinned {
-            USERS.fetch_add(1, SeqCst);
-            self.pinned = true;
-        }
-        if GEN.load(SeqCst) != self.gen || BASE.load(SeqCst).is_null() {
-            self.seg = None;
-            return false;
-        }
-        true
     }
 
     #[inline(always)]
@@ -462,7 +448,8 @@ impl Local {
         }
     }
 
-    fn insert(&mut self, key: usize, objclass: PyObj) -> u32 {
+    /// Adds `key` with `id`, once its definition is in the segment.
+    fn insert(&mut self, key: usize, id: u32, objclass: PyObj) {
         if (self.len + 1) * 2 > self.slots.len() {
             let n = (self.slots.len() * 2).max(256);
             let old = core::mem::replace(&mut self.slots, vec![EMPTY; n]);
@@ -470,10 +457,22 @@ impl Local {
                 self.place(e);
             }
         }
-        let id = NEXT_ID.fetch_add(1, Relaxed);
         self.place(Entry { key, id, objclass });
         self.len += 1;
-        id
+    }
+
+    /// Runs a write of this callback: directly, or, if the callback called
+    /// into Python, only if its capture still records, with [`end`] kept
+    /// from unmapping the ring until the write is done.
+    #[inline(always)]
+    fn write<R>(&mut self, f: impl FnOnce(&mut Local) -> R) -> Option<R> {
+        if !self.py_called {
+            return Some(f(self));
+        }
+        USERS.fetch_add(1, SeqCst);
+        let r = (GEN.load(SeqCst) == self.gen && ENABLED.load(SeqCst)).then(|| f(self));
+        USERS.fetch_sub(1, SeqCst);
+        r
     }
 
     fn place(&mut self, e: Entry) {
@@ -534,9 +533,11 @@ impl Local {
 
     #[inline(always)]
     fn emit(&mut self, kind: Kind, id: u32) {
-        if let Some(s) = &mut self.seg {
-            s.event(kind, id);
-        }
+        self.write(|l| {
+            if let Some(s) = &mut l.seg {
+                s.event(kind, id);
+            }
+        });
     }
 
     /// Id of a code object, defined in this thread's segment on first use.
@@ -561,27 +562,43 @@ impl Local {
         // SAFETY: thread attached, code live (caller); the reference taken
         // is released by `end`.
         unsafe {
+            self.py_called = true;
             let (file, line, name) = intern::code_label(api, code);
+            let id = NEXT_ID.fetch_add(1, Relaxed);
+            if !self.define_python(id, &file, line, &name) {
+                return None;
+            }
             (api.py_incref)(code);
             own(code);
-            let id = self.insert(code as usize, ptr::null_mut());
-            self.define_python(id, &file, line, &name).then_some(id)
+            self.insert(code as usize, id, ptr::null_mut());
+            Some(id)
         }
     }
 
+    /// Writes a definition; false (the event that needed it counted
+    /// lost) if it could not be.
     fn define_python(&mut self, id: u32, file: &[u8], line: u64, name: &[u8]) -> bool {
         let (file, name) = (clip(file), clip(name));
         let lens = file.len() as u64 | ((name.len() as u64) << 32);
-        self.seg
-            .as_mut()
-            .is_some_and(|s| s.write_record(Kind::DefPython, id, &[line, lens], &[file, name]))
+        self.define(Kind::DefPython, id, &[line, lens], &[file, name])
     }
 
     fn define_builtin(&mut self, id: u32, label: &[u8]) -> bool {
         let label = clip(label);
-        self.seg
-            .as_mut()
-            .is_some_and(|s| s.write_record(Kind::DefBuiltin, id, &[label.len() as u64], &[label]))
+        self.define(Kind::DefBuiltin, id, &[label.len() as u64], &[label])
+    }
+
+    fn define(&mut self, kind: Kind, id: u32, words: &[u64], strings: &[&[u8]]) -> bool {
+        let written = self.write(|l| {
+            l.seg.as_mut().is_some_and(|s| {
+                let ok = s.write_record(kind, id, words, strings);
+                if !ok {
+                    s.lose_one();
+                }
+                ok
+            })
+        });
+        written == Some(true)
     }
 
     /// Id of a builtin function object, keyed by its `PyMethodDef`.
@@ -595,15 +612,14 @@ impl Local {
         let id = match self.get(key) {
             Some(e) => e.id,
             None => {
+                self.py_called = true;
                 // SAFETY: thread attached, f live.
                 let label = unsafe { intern::builtin_label(api, f) };
-                if !self.revalidate() {
-                    return None;
-                }
-                let id = self.insert(key, ptr::null_mut());
+                let id = NEXT_ID.fetch_add(1, Relaxed);
                 if !self.define_builtin(id, &label) {
                     return None;
                 }
+                self.insert(key, id, ptr::null_mut());
                 id
             }
         };
@@ -646,6 +662,7 @@ impl Local {
         // SAFETY: thread attached, objects live (caller); the current
         // exception is saved; references taken are released by `end`.
         unsafe {
+            self.py_called = true;
             let _saved = api::SavedError::save(api);
             let objclass = (api.getattr_string)(descr, c"__objclass__".as_ptr());
             if objclass.is_null() {
@@ -674,15 +691,16 @@ impl Local {
             }
             let label = intern::builtin_label(api, bound);
             (api.py_decref)(bound);
-            if !self.revalidate() {
+            let id = NEXT_ID.fetch_add(1, Relaxed);
+            if !self.define_builtin(id, &label) {
                 (api.py_decref)(objclass);
                 return None;
             }
             (api.py_incref)(descr);
             own(descr);
             own(objclass);
-            let id = self.insert(descr as usize, objclass);
-            self.define_builtin(id, &label).then_some(id)
+            self.insert(descr as usize, id, objclass);
+            Some(id)
         }
     }
 }
@@ -719,8 +737,10 @@ thread_local! {
 #[inline(always)]
 fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
     if !ACTIVE.load(Relaxed) {
+        // In a forked child of a recording process, the first event
+        // removes the inherited hooks.
         // SAFETY: hooks run on an attached thread.
-        unsafe { crate::hooks::forget_if_forked() };
+        unsafe { crate::hooks::forget_in_child() };
         return;
     }
     // SAFETY: API is written only by `hooks::start` before any hook is
@@ -735,10 +755,7 @@ fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
         let l = unsafe { &mut *cell.0.get() };
         if l.ready() {
             f(api, l);
-        }
-        if l.pinned {
-            l.pinned = false;
-            USERS.fetch_sub(1, SeqCst);
+            l.py_called = false;
         }
     });
 }

@@ -389,6 +389,7 @@ pub unsafe fn forget_in_child() {
         let _saved = api::SavedError::save(api);
         crate::ft::forget_in_child(api);
         uninstall(api, cap.setprofile.take(), cap.monitoring.take());
+        crate::ft::forget_in_child(api);
         cap.table.clear(api);
     }
     // Unmaps the ring; the writer's Drop writes nothing.

@@ -256,7 +256,9 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let capture = session.finish();
     report::write_profile(&capture, &output, Some(pid as u32))?;
     let exact = report::summarize(&capture);
-    report::warn_if_empty(&capture, false);
+    if config.mode == rprof_abi::Mode::Record {
+        report::warn_if_empty(&capture, false);
+    }
     Ok(if killed {
         ExitCode::from(EXIT_TARGET_KILLED)
     } else if exact {

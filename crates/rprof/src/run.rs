@@ -84,9 +84,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let exact = report::summarize(&capture);
     // A target killed by a signal may die before the shim published
     // anything (events are published in batches): its death, reported as
-    // 128 + signal below, is the outcome, not an empty-capture error.
+    // 128 + signal below, is the outcome, not an empty-capture error. The
+    // floor (benchmarks) records nothing by design.
     let killed = status.signal().is_some();
-    let empty = !killed && report::warn_if_empty(&capture, true);
+    let empty = !killed
+        && capture_config.mode == rprof_abi::Mode::Record
+        && report::warn_if_empty(&capture, true);
     drop(shim_file);
     if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
