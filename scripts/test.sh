@@ -51,6 +51,9 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     scripts/fuzz.sh "$fuzz_seconds"
 fi
 
+echo "== the wheel (build, glibc floor, venv installs, musl refusal)"
+scripts/test_wheel.sh
+
 echo "== workspace tests (unit, integration, differential)"
 log=$(mktemp)
 status=0

@@ -402,7 +402,13 @@ fn dropped_events_are_counted_reported_and_fail_the_run() {
             "{}: the target must finish on its own",
             py.label()
         );
-        assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}: {}",
+            py.label(),
+            describe(&out)
+        );
         let err = stderr(&out);
         let line = err
             .lines()

@@ -73,8 +73,9 @@ pub fn is_rprof_memfd(link: &str) -> bool {
 /// 16 random hex digits.
 pub fn nonce() -> String {
     let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    // SAFETY: getrandom writes at most b.len() bytes into b. A raw system
+    // call: glibc's wrapper is newer than the 2.17 floor.
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) } as isize;
     if n != b.len() as isize {
         // Unpredictability is not needed for correctness (the name only has
         // to be new); fall back on time and pid.
@@ -95,8 +96,10 @@ pub fn memfd(name: &str, exec: bool) -> io::Result<File> {
     let cname = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     for extra in if exec { vec![MFD_EXEC, 0] } else { vec![0] } {
-        // SAFETY: memfd_create reads the NUL-terminated name.
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags | extra) };
+        // SAFETY: memfd_create reads the NUL-terminated name. A raw system
+        // call: glibc's wrapper is newer than the 2.17 floor.
+        let fd =
+            unsafe { libc::syscall(libc::SYS_memfd_create, cname.as_ptr(), flags | extra) } as i32;
         if fd >= 0 {
             // SAFETY: fd is a new descriptor we own.
             return Ok(unsafe { File::from_raw_fd(fd) });

@@ -120,15 +120,29 @@ pub fn seconds_per_tick(clock: Clock, start: Sample) -> f64 {
 mod tests {
     use super::*;
 
+    /// The calibration converts ticks into the seconds CLOCK_MONOTONIC
+    /// measures, to within 1 %, over an interval it did not calibrate on.
     #[test]
-    fn tsc_calibration_is_plausible() {
+    fn tsc_calibration_matches_the_monotonic_clock() {
         if preferred() != Clock::Tsc {
+            // A machine without an invariant TSC records nanoseconds.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true and this machine has no invariant TSC: the TSC calibration is untested"
+            );
+            eprintln!("SKIP: no invariant TSC here: the TSC calibration is untested");
             return;
         }
-        let s = Sample::now();
-        let spt = seconds_per_tick(Clock::Tsc, s);
-        // Any CPU made this century ticks between 100 MHz and 10 GHz.
-        assert!(spt > 1e-10 && spt < 1e-8, "{spt}");
+        let spt = seconds_per_tick(Clock::Tsc, Sample::now());
+        let a = Sample::now();
+        std::thread::sleep(Duration::from_millis(100));
+        let b = Sample::now();
+        let measured = b.tsc.wrapping_sub(a.tsc) as f64 * spt;
+        let truth = b.ns.saturating_sub(a.ns) as f64 * 1e-9;
+        assert!(
+            (measured - truth).abs() <= 0.01 * truth,
+            "ticks say {measured:.6} s, CLOCK_MONOTONIC {truth:.6} s"
+        );
     }
 
     #[test]

@@ -8,9 +8,25 @@ use rprof_stats::PathLimits;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+/// `rprof -V`: the version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RPROF_GIT_COMMIT"),
+    ")"
+);
+
+/// `rprof --version`: the same, and what it supports.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RPROF_GIT_COMMIT"),
+    ")\nsupports CPython 3.8-3.15 on Linux x86_64 (targets with glibc 2.17 or newer)"
+);
+
 /// Exact, cProfile-compatible profiles of CPython processes.
 #[derive(Parser, Debug)]
-#[command(name = "rprof", version, about, long_about = None)]
+#[command(name = "rprof", version = VERSION, long_version = LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +41,31 @@ pub enum Command {
     /// Profile a running CPython process until Ctrl-C, --duration, or its exit.
     #[command(arg_required_else_help = true)]
     Attach(AttachArgs),
+
+    /// Check whether this machine (and, given a PID, that process) can be
+    /// profiled, without touching the process.
+    Doctor(DoctorArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(arg_required_else_help = true)]
+    Completions(CompletionsArgs),
+
+    /// Print rprof's man page (roff), e.g. `rprof man > rprof.1`.
+    Man,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DoctorArgs {
+    /// Also check everything `rprof attach PID` would check.
+    #[arg(value_name = "PID")]
+    pub pid: Option<i32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell, e.g. `rprof completions bash > /etc/bash_completion.d/rprof`.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(clap::Args, Debug)]

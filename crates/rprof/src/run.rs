@@ -82,7 +82,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
-    let empty = report::warn_if_empty(&capture, true);
+    // A target killed by a signal may die before the shim published
+    // anything (events are published in batches): its death, reported as
+    // 128 + signal below, is the outcome, not an empty-capture error.
+    let killed = status.signal().is_some();
+    let empty = !killed && report::warn_if_empty(&capture, true);
     drop(shim_file);
     if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));

@@ -160,7 +160,7 @@ pub(crate) fn permission_denied(pid: i32) -> AttachError {
     if let Some(uid) = owner {
         hint.push_str(&format!(" (uid {uid})"));
     }
-    hint.push_str(" or as root, or give it CAP_SYS_PTRACE (in a container: --cap-add=SYS_PTRACE)");
+    hint.push_str(" or as root, or give it CAP_SYS_PTRACE (from a container: `docker run --pid=container:NAME --cap-add=SYS_PTRACE`, or `kubectl debug --target=CONTAINER` with SYS_PTRACE added; a seccomp profile must allow ptrace; `rprof doctor PID` checks all this)");
     match proc::ptrace_scope() {
         Some(s @ 1..=2) => hint.push_str(&format!(
             "; kernel.yama.ptrace_scope is {s}, which also requires that: `sudo sysctl kernel.yama.ptrace_scope=0` relaxes it"
@@ -237,6 +237,7 @@ pub(crate) fn inspect(pid: i32) -> Result<Target, AttachError> {
             return Err(AttachError::Unsupported { pid, major, minor });
         }
     }
+    super::libc::check(pid, &maps)?;
     let libc_mod = elf::find(pid, &maps, is_libc).ok_or_else(|| AttachError::Inject {
         pid,
         why: "no glibc found in the target (musl and static binaries are not supported)".into(),

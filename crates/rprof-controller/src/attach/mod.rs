@@ -21,6 +21,7 @@
 mod elf;
 mod handover;
 mod inspect;
+pub mod libc;
 mod proc;
 mod ptrace;
 mod remote;
@@ -106,6 +107,14 @@ pub enum AttachError {
         /// Why.
         why: String,
     },
+    /// The target's C library cannot load the shim (musl, or glibc < 2.17).
+    #[error("PID {pid} runs on {libc}; rprof's shim needs glibc 2.17 or newer (musl-based images such as Alpine are not supported)")]
+    UnsupportedLibc {
+        /// The PID.
+        pid: i32,
+        /// The C library found.
+        libc: String,
+    },
     /// The injected calls failed.
     #[error("loading the profiler into PID {pid} failed: {why}")]
     Inject {
@@ -131,6 +140,7 @@ impl AttachError {
             AttachError::NoSafePoint(_) => 18,
             AttachError::Gone(_) => 19,
             AttachError::Inject { .. } | AttachError::NoMemory { .. } => 20,
+            AttachError::UnsupportedLibc { .. } => 21,
             AttachError::Interrupted(_) => 130,
         }
     }
