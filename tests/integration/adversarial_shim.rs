@@ -426,12 +426,12 @@ fn forked_child_drops_the_capture() {
                 .lines()
                 .find_map(|l| l.strip_prefix("CHILD "))
                 .unwrap_or_else(|| panic!("{ctx}: no child report\n{}", util::describe(&out)));
-            let parent = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("PARENT "))
-                .unwrap();
+            assert!(
+                stdout.lines().any(|l| l.starts_with("PARENT ")),
+                "{ctx}: the parent did not finish\n{}",
+                util::describe(&out)
+            );
             let child: serde_json::Value = serde_json::from_str(child).unwrap();
-            let parent: serde_json::Value = serde_json::from_str(parent).unwrap();
             assert_eq!(
                 child["maps"].as_array().unwrap().len(),
                 0,
@@ -451,21 +451,11 @@ fn forked_child_drops_the_capture() {
             );
             // Only the parent's calls are counted.
             assert_eq!(ncalls(py, &prof, "f"), 150_000, "{ctx}");
-            // Where even an empty hook is costly (3.11+ with the GIL), the
-            // child runs at unprofiled speed: well below the profiled
-            // parent's time. (Checked on 3.11-3.13 only: free-threaded
-            // builds and 3.14+ run this short loop at speeds that make the
-            // ratio tell nothing; the state checks above hold everywhere.)
-            if py.at_least(3, 11) && !py.at_least(3, 14) && !py.free_threaded {
-                let (c, p) = (
-                    child["time"].as_f64().unwrap(),
-                    parent["time"].as_f64().unwrap(),
-                );
-                assert!(
-                    c < 0.8 * p,
-                    "{ctx}: the child is as slow as the profiled parent ({c:.3} s vs {p:.3} s)"
-                );
-            }
+            // The child's speed is not asserted: tests run in parallel on
+            // a loaded machine, and a timing ratio between two processes
+            // measured at different moments flaked both ways. What made the
+            // child slow (the monitoring tool, the profile function with
+            // its ring, threading's hook) is checked above, directly.
         }
     }
 }
