@@ -521,21 +521,52 @@ unsafe fn count_threads(api: &Api) -> u32 {
 
 /// Sets the profile function of thread state `t`.
 ///
+/// Where CPython has `_PyEval_SetProfile(tstate, ...)` (3.9+) that is used.
+/// On 3.8, `PyEval_SetProfile` only acts on the current thread state, and
+/// making another thread's state current would run the `sys.setprofile`
+/// audit hooks on a foreign thread state; so when the fields were located
+/// (see [`probe_offsets`]) they are written directly, exactly as
+/// `PyEval_SetProfile` writes them, and the swap is only a fallback.
+///
 /// # Safety
 /// GIL held; `t` is in the interpreter's thread list.
-unsafe fn set_thread_profile(api: &Api, t: PyObj, func: Option<api::TraceFunc>, obj: PyObj) {
+unsafe fn set_thread_profile(
+    api: &Api,
+    t: PyObj,
+    func: Option<api::TraceFunc>,
+    obj: PyObj,
+    fields: Option<ProfileFields>,
+) {
     // SAFETY: GIL held (caller). Without _PyEval_SetProfile (3.8), the
-    // thread state is made current only for the duration of
+    // fields are written at offsets verified on this interpreter's own
+    // thread state (every thread state has the same layout); failing that,
+    // the thread state is made current only for the duration of
     // PyEval_SetProfile, which merely stores the function in it; its real
     // owner is blocked waiting for the GIL we hold.
     unsafe {
-        match api.eval_set_profile_tstate {
-            Some(set) => {
+        match (api.eval_set_profile_tstate, fields) {
+            (Some(set), _) => {
                 if set(t, func, obj) < 0 {
                     (api.err_clear)();
                 }
             }
-            None => {
+            (None, Some(f)) if f.use_tracing.is_some() => {
+                let w = t as *mut usize;
+                let old = *w.add(f.obj) as PyObj;
+                if !obj.is_null() {
+                    (api.py_incref)(obj);
+                }
+                *w.add(f.func) = func.map_or(0, |p| p as usize);
+                *w.add(f.obj) = obj as usize;
+                let tracing = *w.add(f.func + 1) != 0;
+                if let Some(u) = f.use_tracing {
+                    *(t.cast::<u8>().add(u) as *mut c_int) = c_int::from(func.is_some() || tracing);
+                }
+                if !old.is_null() {
+                    (api.py_decref)(old);
+                }
+            }
+            _ => {
                 let me = (api.thread_swap)(t);
                 (api.eval_set_profile)(func, obj);
                 (api.thread_swap)(me);
@@ -545,7 +576,11 @@ unsafe fn set_thread_profile(api: &Api, t: PyObj, func: Option<api::TraceFunc>, 
 }
 
 /// Sets (or clears, with `None`) the profile function of every thread.
-unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
+unsafe fn set_profile_everywhere(
+    api: &Api,
+    func: Option<api::TraceFunc>,
+    fields: Option<ProfileFields>,
+) {
     // SAFETY: GIL held (caller).
     unsafe {
         if let Some(all) = api.eval_set_profile_all {
@@ -553,7 +588,7 @@ unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
             return;
         }
         for t in thread_states(api) {
-            set_thread_profile(api, t, func, ptr::null_mut());
+            set_thread_profile(api, t, func, ptr::null_mut(), fields);
         }
     }
 }
@@ -564,6 +599,10 @@ unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
 struct ProfileFields {
     func: usize,
     obj: usize,
+    /// Byte offset of the `use_tracing` flag, located on 3.8 only (an
+    /// `int` shortly before `c_profilefunc`, after which `c_tracefunc`
+    /// follows), where the fields are written directly.
+    use_tracing: Option<usize>,
 }
 
 /// A profile function a thread had before the capture.
@@ -621,11 +660,31 @@ unsafe fn probe_offsets(api: &Api) -> Option<ProfileFields> {
                 off_obj = Some(i);
             }
         }
+        // 3.8: `int use_tracing` sits in the word or two before
+        // `c_profilefunc` (then padding), and `c_tracefunc`, `c_traceobj`
+        // follow the two profile fields. It is the one int there that is 1
+        // with the probe installed and 0 once it is removed (with no trace
+        // function set); if there is not exactly one, nothing is written
+        // directly.
+        let int_at = |byte: usize| *((me as *const u8).add(byte) as *const c_int);
+        let mut candidates = Vec::new();
+        if let (Some(f), Some(o), true) = (off_func, off_obj, api.version < (3, 9, 0)) {
+            if f >= 2 && o == f + 2 && *words.add(f + 1) == 0 {
+                for byte in (f * 8 - 16..f * 8).step_by(4) {
+                    if int_at(byte) == 1 {
+                        candidates.push(byte);
+                    }
+                }
+            }
+        }
         (api.eval_set_profile)(None, ptr::null_mut());
         (api.py_decref)(sentinel);
+        candidates.retain(|&b| int_at(b) == 0);
+        let use_tracing = (candidates.len() == 1).then(|| candidates[0]);
         Some(ProfileFields {
             func: off_func?,
             obj: off_obj?,
+            use_tracing,
         })
     }
 }
@@ -701,13 +760,13 @@ unsafe fn restore_profilers(api: &Api, fields: Option<ProfileFields>, previous: 
                     }
                     let key = thread_key(api, t);
                     match previous.iter().find(|p| p.thread == key) {
-                        Some(p) => set_thread_profile(api, t, p.func, p.obj),
-                        None => set_thread_profile(api, t, None, ptr::null_mut()),
+                        Some(p) => set_thread_profile(api, t, p.func, p.obj, Some(fields)),
+                        None => set_thread_profile(api, t, None, ptr::null_mut(), Some(fields)),
                     }
                 }
             }
             // Nothing could be read: take the hook off everywhere.
-            None => set_profile_everywhere(api, None),
+            None => set_profile_everywhere(api, None, None),
         }
         for p in previous {
             if !p.obj.is_null() {
@@ -753,7 +812,7 @@ unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<
         if !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
-        set_profile_everywhere(api, Some(native_hook()));
+        set_profile_everywhere(api, Some(native_hook()), fields);
     }
     Ok(())
 }

@@ -18,7 +18,11 @@ Modes:
   must not take the debugger (0) or coverage (1) id.
 * fork_child: during the capture a thread forks; the child writes its PID
   to STATUS + ".child", calls f() until DONE + ".child" exists, then writes
-  STATUS + ".child.ok" and exits (item 6: the test attaches to it).
+  STATUS + ".child.ok" and exits (item 6: the test attaches to it). The
+  parent waits for the child.
+* audit: an audit hook checks that no "sys.setprofile" event runs with
+  another thread's state current (its frames would be a waiting worker's;
+  item 16, 3.8).
 * slow_repr: a worker calls a builtin whose cProfile label is computed by
   a Python __repr__ that sleeps 3 s, so the detach lands while the
   profiler's callback is suspended in it (item 4).
@@ -129,8 +133,31 @@ elif mode == "fork_child":
                 fh.write("ok %d" % n)
             os._exit(0)
         mark_set()
+        # The parent outlives the child (an orphan is another attach case).
+        wait_for(done + ".child")
+        os.waitpid(pid, 0)
 
     threads = [threading.Thread(target=forker)]
+elif mode == "audit":
+
+    def audit(event, args):
+        if event != "sys.setprofile":
+            return
+        f = sys._getframe()
+        while f is not None:
+            if f.f_code.co_name == "worker_waiting":
+                failures.append("the sys.setprofile audit hook ran on a waiting worker's thread state")
+                return
+            f = f.f_back
+
+    sys.addaudithook(audit)
+
+    def worker_waiting():
+        wait_for(go)
+        mark_set()
+        wait_for(done)
+
+    threads = [threading.Thread(target=worker_waiting)]
 elif mode == "slow_repr":
 
     class SlowRepr:

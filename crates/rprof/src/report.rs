@@ -84,13 +84,20 @@ pub fn summarize(capture: &Capture) -> bool {
         Some(rprof_abi::Clock::Tsc) => "tsc",
         _ => "monotonic",
     };
+    let r = &s.refused;
+    let refused = r.functions + r.threads + r.frames + r.names + s.refused_events;
     eprintln!(
-        "rprof: {} events, {} functions over {:.3} s from {version} ({hook} hook, {clock} clock); target waited {} times for {:.3} s",
+        "rprof: {} events, {} functions over {:.3} s from {version} ({hook} hook, {clock} clock); target waited {} times for {:.3} s{}",
         s.events,
         capture.profile.functions.len(),
         s.duration_seconds,
         s.waits,
         s.wait_seconds,
+        if refused > 0 {
+            format!("; {refused} items refused")
+        } else {
+            String::new()
+        },
     );
     if s.refused.any() || s.refused_events > 0 {
         let r = &s.refused;
