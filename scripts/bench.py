@@ -68,6 +68,7 @@ KNOWN_WORKLOADS = [
     ("call_heavy", "call-heavy loop"),
     ("mixed", "mixed realistic workload (request-handler loop)"),
     ("builtin_heavy", "builtin-heavy loop"),
+    ("threads4", "4 threads busy at once (call-heavy loop in each)"),
 ]
 
 BENCH_LINE = re.compile(r"^BENCH_SECONDS\s+([0-9.eE+-]+)\s*$")
@@ -154,6 +155,11 @@ def yappi_python(interp):
     return _YAPPI[key]
 
 
+def reference_module(interp):
+    """cProfile, renamed profiling.tracing in 3.15 (PEP 799; cProfile is an alias)."""
+    return "profiling.tracing" if interp.version >= (3, 15) else "cProfile"
+
+
 def _attach(c):
     return [sys.executable, os.path.join(REPO, "scripts", "bench", "attach_run.py"),
             c.rprof, c.python, c.outfile, c.script] + c.args
@@ -162,8 +168,9 @@ def _attach(c):
 BASELINE = "none"
 CONFIGS = collections.OrderedDict([
     ("none", Config("no profiler", lambda c: [c.python, c.script] + c.args)),
-    ("cprofile", Config("python -m cProfile -o FILE",
-                        lambda c: [c.python, "-m", "cProfile", "-o", c.outfile, c.script] + c.args)),
+    ("cprofile", Config("python -m cProfile -o FILE (on 3.15+: python -m profiling.tracing, its new name)",
+                        lambda c: [c.python, "-m", reference_module(c.interp), "-o", c.outfile, c.script]
+                        + c.args)),
     ("yappi", Config("yappi, wall clock (python -m yappi -c wall), in a venv of the same interpreter",
                      lambda c: [yappi_python(c.interp), "-m", "yappi", "-c", "wall", "-f", "pstat",
                                 "-o", c.outfile, c.script] + c.args,
@@ -217,6 +224,11 @@ def candidates():
                       if os.path.exists(p)))
     out.extend(sorted(p for p in glob.glob("/usr/bin/python3.*")
                       if re.match(r"^python3\.\d+$", os.path.basename(p))))
+    # Unpacked from ../shared/pythons by scripts/pythons.sh.
+    out.extend(p for p in ("/opt/cpython-3.14/bin/python3.14",
+                           "/opt/cpython-3.14t/bin/python3.14t",
+                           "/opt/debian-python3.15/usr/bin/python3.15")
+               if os.path.exists(p))
     return out
 
 

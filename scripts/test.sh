@@ -1,13 +1,40 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, the shim's unit tests, a short
-# fuzz run of the ring decoder, then every workspace test, including the
+# fuzz run of every fuzz target, then every workspace test, including the
 # differential suite against cProfile on every CPython found on the machine
-# (pyenv's versions and /usr/bin/python3.N; RPROF_TEST_PYTHON=path[:path]
-# restricts it). Set RPROF_FUZZ_SECONDS=0 to skip the fuzz run.
+# (pyenv's versions, /usr/bin/python3.N and the ones scripts/pythons.sh
+# unpacks; RPROF_TEST_PYTHON=path[:path] restricts it). Set
+# RPROF_FUZZ_SECONDS=0 to skip the fuzz run, RPROF_STRESS=1 for the long
+# loops.
+#
+# With CI=true every prerequisite must be there (this script installs the
+# ones it can) and a skipped check is a failure. It ends with one line,
+# `N passed, M failed, K skipped`, K counting the suite's skips (each named
+# on the `skipped:` line above it) and ignored tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/pythons.sh
+
+if [ "${CI:-}" = "true" ]; then
+    # System tools the attach tests need (tracers they must refuse, an
+    # unprivileged user, mount namespaces).
+    missing=()
+    for t in strace gdb setpriv unshare; do
+        command -v "$t" >/dev/null || missing+=("$t")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && apt-get install -y -qq strace gdb util-linux >/dev/null
+    fi
+fi
+
+echo "== the consumers' tools (protobuf, speedscope's schema)"
+if tools=$(bash scripts/test-tools.sh); then
+    export RPROF_TEST_TOOLS=$tools
+elif [ "${CI:-}" = "true" ]; then
+    echo "cannot install the format tools (scripts/test-tools.sh)" >&2
+    exit 1
+fi
 
 echo "== formatting and lints"
 cargo fmt --all --check
@@ -20,12 +47,39 @@ cargo test --manifest-path injector/Cargo.toml --quiet
 
 fuzz_seconds=${RPROF_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
-    echo "== fuzzing the ring decoder for ${fuzz_seconds}s"
+    echo "== fuzzing for ${fuzz_seconds}s in all"
     scripts/fuzz.sh "$fuzz_seconds"
 fi
 
 echo "== workspace tests (unit, integration, differential)"
-cargo test --workspace
+log=$(mktemp)
+wheel_log=$(mktemp)
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 echo "== the wheel (build, glibc floor, venv installs, musl refusal)"
-scripts/test_wheel.sh
+wheel_status=0
+scripts/test_wheel.sh 2>&1 | tee "$wheel_log" || wheel_status=$?
+[ "$status" -ne 0 ] || status=$wheel_status
+
+count() {
+    awk '
+    /^test result: / { for (i = 1; i <= NF; i++) {
+        if ($(i+1) ~ /^passed;/) p += $i
+        if ($(i+1) ~ /^failed;/) f += $i
+        if ($(i+1) ~ /^ignored;/) g += $i } }
+    /^[0-9]+ skipped: / { s += $1 }
+    END { print p + 0, f + 0, g + 0, s + 0 }' "$1"
+}
+read -r passed failed ignored skips < <(count "$log")
+# The wheel step runs tests the workspace run left ignored.
+read -r wpassed wfailed _ _ < <(count "$wheel_log")
+passed=$((passed + wpassed))
+failed=$((failed + wfailed))
+ignored=$((ignored - wpassed - wfailed))
+rm -f "$log" "$wheel_log"
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1 # a test binary that did not build or crashed, or the wheel build failed
+fi
+echo "$passed passed, $failed failed, $((skips + ignored)) skipped"
+exit "$status"

@@ -1,11 +1,15 @@
 //! Attach mode: the shim's own thread.
 //!
 //! `rprof attach` makes a thread of the target call [`rprof_attach`]
-//! (crate::rprof_attach) at a safe point. That call only starts this agent
-//! thread and returns, so the hijacked thread is given back at once. The
+//! (crate::rprof_attach) at a safe point, with the ring as a memfd the
+//! target owns. That call maps the ring's header and starts this agent
+//! thread and returns, so the borrowed thread is given back at once. The
 //! agent then does everything that touches Python from a context of its
 //! own: it takes the GIL with `PyGILState_Ensure` (the documented way for a
-//! foreign thread), starts the capture, and releases the GIL.
+//! foreign thread), starts the capture (mapping the ring through
+//! `/proc/self/fd/N`), closes the ring's fd, and releases the GIL. When it
+//! ends, it unmaps its view of the header, so that once the capture is
+//! over no rprof mapping is left in the target: rprof waits for that.
 //!
 //! It then watches the ring header, without the GIL, every 10 ms: when the
 //! reader asks to stop, when the reader has gone silent for
@@ -18,7 +22,8 @@ use crate::hooks;
 use crate::ring::monotonic_ns;
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
-use core::sync::atomic::Ordering::{Acquire, Relaxed};
+use core::sync::atomic::AtomicPtr;
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use rprof_abi::{command, state, Header, HEADER_BYTES, READER_TIMEOUT_NS};
 use std::ffi::CString;
 use std::time::Duration;
@@ -34,26 +39,24 @@ struct Watch {
 }
 
 impl Watch {
-    fn open(path: &CStr) -> Option<Watch> {
-        // SAFETY: path is a valid C string; fd is closed right after mmap.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: mapping the first page of a file we opened read-only.
+    fn open(fd: c_int) -> Option<Watch> {
+        // SAFETY: mapping the first page of the ring memfd (caller's fd),
+        // read-write so that a failure can be reported in the header.
         let map = unsafe {
             libc::mmap(
                 ptr::null_mut(),
                 HEADER_BYTES,
-                libc::PROT_READ,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd,
                 0,
             )
         };
-        // SAFETY: fd is open.
-        unsafe { libc::close(fd) };
-        (map != libc::MAP_FAILED).then_some(Watch { map })
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        WATCH.store(map, Release);
+        Some(Watch { map })
     }
 
     fn header(&self) -> &Header {
@@ -61,12 +64,63 @@ impl Watch {
         // the Header the reader wrote; we only read its atomics.
         unsafe { &*self.map.cast::<Header>() }
     }
+
+    /// Reports a failure to start in the header, for rprof to print.
+    fn fail(&self, msg: &str) {
+        let h = self.map.cast::<Header>();
+        let n = msg.len().min(rprof_abi::ERROR_BYTES - 1);
+        // SAFETY: the error field is ERROR_BYTES long; nobody else writes it
+        // before the capture started (and it did not).
+        unsafe {
+            let dst = ptr::addr_of_mut!((*h).error).cast::<u8>();
+            ptr::copy_nonoverlapping(msg.as_ptr(), dst, n);
+            *dst.add(n) = 0;
+        }
+        self.header().shim_state.store(state::FAILED, Release);
+    }
+
+    /// Tells rprof the agent runs and now waits for the GIL (state
+    /// [`state::WAITING_FOR_GIL`]), so that a start that never comes is
+    /// blamed on the GIL only when that is where the agent is.
+    fn waiting_for_gil(&self) {
+        let _ = self.header().shim_state.compare_exchange(
+            state::NEW,
+            state::WAITING_FOR_GIL,
+            Release,
+            Relaxed,
+        );
+    }
 }
+
+// SAFETY: the mapping is shared memory accessed only through atomics (and
+// the error field, written before the capture starts); any thread may
+// hold it.
+unsafe impl Send for Watch {}
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        if WATCH.swap(ptr::null_mut(), AcqRel).is_null() {
+            // Already unmapped by forget_in_child (cannot happen in the
+            // process that runs the agent; kept for symmetry).
+            return;
+        }
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(self.map, HEADER_BYTES) };
+    }
+}
+
+/// The agent's mapping of the ring header, while an agent runs.
+static WATCH: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+/// In a forked child, which has no agent thread: unmaps the view of the
+/// ring header the parent's agent had, so that nothing of the parent's
+/// capture stays mapped in the child.
+pub fn forget_in_child() {
+    let map = WATCH.swap(ptr::null_mut(), AcqRel);
+    if !map.is_null() {
+        // SAFETY: the mapping was made by Watch::open in the parent; in the
+        // child no thread uses it (the agent thread was not forked).
+        unsafe { libc::munmap(map, HEADER_BYTES) };
     }
 }
 
@@ -84,41 +138,42 @@ fn sym<T: Copy>(name: &CStr) -> Option<T> {
     Some(unsafe { core::mem::transmute_copy::<*mut c_void, T>(&p) })
 }
 
-/// Starts the agent for the ring at `path`.
-pub fn spawn(path: CString) -> Result<(), &'static str> {
-    std::thread::Builder::new()
+/// Starts the agent for the ring in memfd `fd` (which it then owns).
+pub fn spawn(fd: c_int) -> Result<(), &'static str> {
+    let close = || {
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd) };
+    };
+    let Some(watch) = Watch::open(fd) else {
+        close();
+        return Err("cannot map the ring");
+    };
+    let spawned = std::thread::Builder::new()
         .name("rprof-agent".into())
-        .spawn(move || run(path))
-        .map(|_| ())
-        .map_err(|_| "cannot start the agent thread")
+        .spawn(move || run(fd, watch));
+    spawned.map(|_| ()).map_err(|_| {
+        // The closure (and the watch in it) is gone; report through a new
+        // view, then close.
+        if let Some(w) = Watch::open(fd) {
+            w.fail("cannot start the agent thread");
+        }
+        close();
+        "cannot start the agent thread"
+    })
 }
 
-fn run(path: CString) {
-    let Some(watch) = Watch::open(&path) else {
-        return;
-    };
-    let (Some(ensure), Some(release), Some(initialized)) = (
-        sym::<GilEnsure>(c"PyGILState_Ensure"),
-        sym::<GilRelease>(c"PyGILState_Release"),
-        sym::<IsInitialized>(c"Py_IsInitialized"),
-    ) else {
-        return;
-    };
-    // SAFETY: Py_IsInitialized may be called without the GIL.
-    if unsafe { initialized() } == 0 {
+fn run(fd: c_int, watch: Watch) {
+    let path = CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    let started = start(&path, &watch);
+    // SAFETY: the fd is ours; the mappings keep the ring.
+    unsafe { libc::close(fd) };
+    if !started {
         return;
     }
-    // SAFETY: PyGILState_Ensure/Release bracket the GIL for this foreign
-    // thread; start() requires the GIL.
-    let started = unsafe {
-        let g = ensure();
-        let r = hooks::start(&path, true);
-        release(g);
-        r
-    };
-    if started.is_err() {
-        return;
-    }
+    // The reader is alive while its heartbeat counter moves; how long it
+    // has not moved is measured on this process's own clock.
+    let mut seen = watch.header().heartbeat.load(Relaxed);
+    let mut seen_at = monotonic_ns();
     loop {
         std::thread::sleep(Duration::from_millis(10));
         // Events of a target that went idle mid-batch become visible.
@@ -126,16 +181,75 @@ fn run(path: CString) {
         let h = watch.header();
         let stop = h.command.load(Acquire) == command::STOP;
         let st = h.shim_state.load(Acquire);
-        let heartbeat = h.heartbeat_ns.load(Relaxed);
-        let silent = monotonic_ns().saturating_sub(heartbeat) > READER_TIMEOUT_NS;
+        let heartbeat = h.heartbeat.load(Relaxed);
+        let now = monotonic_ns();
+        if heartbeat != seen {
+            seen = heartbeat;
+            seen_at = now;
+        }
+        let silent = now.saturating_sub(seen_at) > READER_TIMEOUT_NS;
         if stop || silent || st != state::RECORDING {
             break;
         }
     }
-    // SAFETY: as above; stop() requires the GIL.
+    let (Some(ensure), Some(release)) = (
+        sym::<GilEnsure>(c"PyGILState_Ensure"),
+        sym::<GilRelease>(c"PyGILState_Release"),
+    ) else {
+        return;
+    };
+    // SAFETY: PyGILState_Ensure/Release bracket the GIL for this thread;
+    // stop() requires the GIL.
     unsafe {
         let g = ensure();
         hooks::stop();
         release(g);
     }
+}
+
+/// Takes the GIL and starts the capture; false (with the reason in the
+/// header) if it could not.
+fn start(path: &CStr, watch: &Watch) -> bool {
+    let (Some(ensure), Some(release), Some(initialized)) = (
+        sym::<GilEnsure>(c"PyGILState_Ensure"),
+        sym::<GilRelease>(c"PyGILState_Release"),
+        sym::<IsInitialized>(c"Py_IsInitialized"),
+    ) else {
+        watch.fail("the Python C API (PyGILState_Ensure) is not visible to the shim");
+        return false;
+    };
+    // SAFETY: Py_IsInitialized may be called without the GIL.
+    if unsafe { initialized() } == 0 {
+        watch.fail("the interpreter is not initialised (starting up or shutting down)");
+        return false;
+    }
+    watch.waiting_for_gil();
+    // The previous capture may still be ending (its agent waits for the
+    // GIL to remove its hooks, or a killed rprof's orphan agent has not
+    // noticed yet): give it up to 3 s.
+    let mut tries = 0;
+    let started = loop {
+        // SAFETY: PyGILState_Ensure/Release bracket the GIL for this
+        // foreign thread; start() requires the GIL.
+        let r = unsafe {
+            let g = ensure();
+            let r = hooks::start(path, true);
+            release(g);
+            r
+        };
+        match r {
+            Err(e) if e == hooks::ALREADY_RUNNING && tries < 300 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => break r,
+        }
+    };
+    if let Err(e) = started {
+        if watch.header().shim_state.load(Acquire) != state::FAILED {
+            watch.fail(e);
+        }
+        return false;
+    }
+    true
 }

@@ -5,13 +5,22 @@
 //! linked in (Debian's `python3.11`) alike. Every symbol is looked up with
 //! `dlsym(RTLD_DEFAULT, …)` in the process the shim was loaded into.
 //!
-//! Struct layouts are avoided wherever a function can do the job. The two
-//! places that read memory directly are `ob_type` (offset 8 in every
-//! non-free-threaded build, part of the stable ABI) and `m_ml` of a builtin
-//! function object, which cProfile itself keys builtins by and which no API
-//! exposes; that offset is checked against `builtins.len` before use (see
-//! [`Api::m_ml`]), and the 3.8 frame's `f_code`, the one version without
-//! `PyFrame_GetCode`.
+//! Struct layouts are avoided wherever a function can do the job. Three
+//! fields are read directly because the hot path cannot afford a call, and
+//! none of them at an offset fixed per version: each is *probed* when the
+//! API is resolved, on objects whose value the C API gives, and the probe
+//! must agree on two objects (see [`Layout`]).
+//!
+//! * `ob_type`: located on `None` and on a fresh `str` (the object header
+//!   is 16 bytes in GIL builds, 32 in free-threaded ones). An interpreter
+//!   where it cannot be found is refused with a clear error.
+//! * `m_ml` of a builtin function object, which cProfile keys builtins by
+//!   and which no API exposes: located on `builtins.len` and checked on
+//!   `builtins.abs`; if it cannot be, builtins are keyed by their C function
+//!   (coarser, but stable).
+//! * `f_code` of a 3.8–3.10 frame, checked on the first frame against
+//!   `PyFrame_GetCode` or the frame's `f_code` attribute; from 3.11 on the
+//!   API is used.
 
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::ptr;
@@ -41,8 +50,8 @@ pub const PY_TRACE_C_CALL: c_int = 4;
 pub const PY_TRACE_C_EXCEPTION: c_int = 5;
 pub const PY_TRACE_C_RETURN: c_int = 6;
 
-/// Byte offset of `m_ml` in `PyCFunctionObject` (right after `PyObject_HEAD`).
-const M_ML_OFFSET: usize = 16;
+/// How many words into an object the probes look.
+const PROBE_WORDS: usize = 8;
 /// Byte offset of `f_code` in a 3.8–3.10 `PyFrameObject` (after
 /// `PyObject_VAR_HEAD` and `f_back`).
 const F_CODE_OFFSET_38: usize = 32;
@@ -59,8 +68,8 @@ macro_rules! api {
         pub struct Api {
             /// `(major, minor, micro)`.
             pub version: (u32, u32, u32),
-            /// Whether `m_ml` can be read at [`M_ML_OFFSET`].
-            m_ml_ok: bool,
+            /// Probed field offsets.
+            layout: Layout,
             /// Whether `f_code` is read at [`F_CODE_OFFSET_38`] (checked on
             /// the first frame).
             f_code_direct: AtomicU8,
@@ -78,7 +87,7 @@ macro_rules! api {
             pub unsafe fn resolve() -> Result<Api, &'static str> {
                 let mut api = Api {
                     version: (0, 0, 0),
-                    m_ml_ok: false,
+                    layout: Layout::default(),
                     f_code_direct: AtomicU8::new(DIRECT_UNKNOWN),
                     $( $field: {
                         let p = sym(concat!($name, "\0"));
@@ -110,7 +119,11 @@ macro_rules! api {
                 let v = unsafe { CStr::from_ptr((api.py_get_version)()) };
                 api.version = parse_version(v.to_bytes()).ok_or("cannot parse Py_GetVersion()")?;
                 // SAFETY: the caller holds the GIL.
-                api.m_ml_ok = unsafe { api.check_m_ml() };
+                api.layout.ob_type_words = unsafe { api.probe_ob_type() }.ok_or(
+                    "unknown object layout: ob_type was not found in the header of None or of a str; this CPython build is not supported",
+                )?;
+                // SAFETY: the caller holds the GIL; ob_type is now known.
+                api.layout.m_ml_words = unsafe { api.probe_m_ml() };
                 Ok(api)
             }
         }
@@ -124,6 +137,7 @@ api! {
     py_decref: "Py_DecRef" => fn(PyObj);
     eval_set_profile: "PyEval_SetProfile" => fn(Option<TraceFunc>, PyObj);
     interp_head: "PyInterpreterState_Head" => fn() -> PyObj;
+    interp_next: "PyInterpreterState_Next" => fn(PyObj) -> PyObj;
     thread_get: "PyThreadState_Get" => fn() -> PyObj;
     interp_thread_head: "PyInterpreterState_ThreadHead" => fn(PyObj) -> PyObj;
     thread_next: "PyThreadState_Next" => fn(PyObj) -> PyObj;
@@ -163,9 +177,14 @@ api! {
         frame_get_code: "PyFrame_GetCode" => fn(PyObj) -> PyObj;
         eval_set_profile_tstate: "_PyEval_SetProfile" => fn(PyObj, Option<TraceFunc>, PyObj) -> c_int;
         eval_set_profile_all: "PyEval_SetProfileAllThreads" => fn(Option<TraceFunc>, PyObj);
+        interp_main: "PyInterpreterState_Main" => fn() -> PyObj;
+        thread_get_id: "PyThreadState_GetID" => fn(PyObj) -> u64;
+        // Exported only by free-threaded builds (Py_GIL_DISABLED).
+        dec_ref_shared: "_Py_DecRefShared" => fn(PyObj);
     }
     data {
         none: "_Py_NoneStruct";
+        none_type: "_PyNone_Type";
         cfunction_type: "PyCFunction_Type";
         method_descr_type: "PyMethodDescr_Type";
         function_type: "PyFunction_Type";
@@ -201,6 +220,12 @@ impl Api {
         (a << 24) | (b << 16) | (c << 8)
     }
 
+    /// A free-threaded build (`Py_GIL_DISABLED`): several threads run
+    /// Python at once, and the object header is larger.
+    pub fn free_threaded(&self) -> bool {
+        self.dec_ref_shared.is_some()
+    }
+
     /// True from 3.12 on.
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         self.version >= (major, minor, 0)
@@ -212,9 +237,9 @@ impl Api {
     /// `o` is a live object.
     #[inline(always)]
     pub unsafe fn type_of(&self, o: PyObj) -> PyObj {
-        // SAFETY: ob_type is the second word of every object in
-        // non-free-threaded builds (stable ABI), and `o` is live.
-        unsafe { *(o as *const PyObj).add(1) }
+        // SAFETY: `o` is live, and probe_ob_type() found ob_type at this
+        // word of the header, which every object has.
+        unsafe { *(o as *const PyObj).add(self.layout.ob_type_words) }
     }
 
     /// `PyCFunction_Check(o)`.
@@ -251,7 +276,9 @@ impl Api {
                         unsafe { (self.py_decref)(code) };
                         code == direct()
                     }
-                    None => true,
+                    // 3.8: no PyFrame_GetCode; the attribute tells.
+                    // SAFETY: frame live, GIL held (caller).
+                    None => (unsafe { self.frame_code_attr(frame) }) == direct(),
                     Some(_) => false,
                 };
                 self.f_code_direct
@@ -273,8 +300,29 @@ impl Api {
                     code
                 }
             }
-            // Only 3.8 lacks PyFrame_GetCode, and it takes the direct path.
-            None => direct(),
+            // SAFETY: frame live, GIL held (caller).
+            None => unsafe { self.frame_code_attr(frame) },
+        }
+    }
+
+    /// `frame.f_code`, borrowed (the frame keeps its code alive); NULL if
+    /// it cannot be read.
+    ///
+    /// # Safety
+    /// `frame` is a live frame object, GIL held.
+    #[cold]
+    unsafe fn frame_code_attr(&self, frame: PyObj) -> PyObj {
+        // SAFETY: GIL held (caller); the exception state is saved around
+        // the lookup, which runs no Python code (a member descriptor).
+        unsafe {
+            let _saved = SavedError::save(self);
+            let code = (self.getattr_string)(frame, c"f_code".as_ptr());
+            if code.is_null() {
+                (self.err_clear)();
+            } else {
+                (self.py_decref)(code);
+            }
+            code
         }
     }
 
@@ -286,10 +334,10 @@ impl Api {
     /// `f` is a live `PyCFunction`, GIL held.
     #[inline(always)]
     pub unsafe fn m_ml(&self, f: PyObj) -> *const PyMethodDef {
-        if self.m_ml_ok {
-            // SAFETY: check_m_ml verified that this word is the PyMethodDef
-            // pointer of a known builtin.
-            unsafe { *(f.cast::<u8>().add(M_ML_OFFSET) as *const *const PyMethodDef) }
+        if self.layout.m_ml_words != 0 {
+            // SAFETY: probe_m_ml verified that this word is the PyMethodDef
+            // pointer of two known builtins; `f` is a PyCFunction.
+            unsafe { *(f as *const *const PyMethodDef).add(self.layout.m_ml_words) }
         } else {
             // SAFETY: f is a PyCFunction.
             unsafe { (self.cfunction_get_function)(f).cast() }
@@ -298,32 +346,77 @@ impl Api {
 
     /// Whether [`m_ml`](Self::m_ml) returns real `PyMethodDef` pointers.
     pub fn has_m_ml(&self) -> bool {
-        self.m_ml_ok
+        self.layout.m_ml_words != 0
     }
 
-    /// Verifies on `builtins.len` that `m_ml` sits at [`M_ML_OFFSET`].
-    unsafe fn check_m_ml(&self) -> bool {
-        // SAFETY: GIL held (caller); every object used is checked for NULL.
+    /// Finds the word of the object header that holds `ob_type`: the one
+    /// that is `&_PyNone_Type` in `None` and `&PyUnicode_Type` in a fresh
+    /// string. None if no single word is both.
+    unsafe fn probe_ob_type(&self) -> Option<usize> {
+        // SAFETY: GIL held (caller); both objects are live and larger than
+        // PROBE_WORDS words (None is a static object followed by other
+        // runtime data; a str object has its header, length, hash, state
+        // and data), and only read.
+        unsafe {
+            let s = (self.unicode_from_string)(c"rprof probe string".as_ptr());
+            if s.is_null() {
+                (self.err_clear)();
+                return None;
+            }
+            let none = self.none as *const PyObj;
+            let text = s as *const PyObj;
+            let found = (0..PROBE_WORDS)
+                .find(|&i| *none.add(i) == self.none_type && *text.add(i) == self.unicode_type);
+            (self.py_decref)(s);
+            found
+        }
+    }
+
+    /// Finds the word of a builtin function object that holds its
+    /// `PyMethodDef *`: the first after `ob_type` that points to a
+    /// definition named `len` whose C function is `builtins.len`'s, checked
+    /// the same way on `builtins.abs`. 0 if not found.
+    unsafe fn probe_m_ml(&self) -> usize {
+        // SAFETY: GIL held (caller); every object used is checked for NULL
+        // and for being a PyCFunction (whose object is larger than
+        // PROBE_WORDS words) before its words are read; a candidate word is
+        // dereferenced only if it is non-NULL, and it is a PyMethodDef
+        // whenever it is m_ml.
         unsafe {
             let builtins = (self.import_module)(c"builtins".as_ptr());
             if builtins.is_null() {
                 (self.err_clear)();
-                return false;
+                return 0;
             }
-            let len = (self.getattr_string)(builtins, c"len".as_ptr());
+            let mut funcs = [ptr::null_mut(); 2];
+            for (f, name) in funcs.iter_mut().zip([c"len", c"abs"]) {
+                *f = (self.getattr_string)(builtins, name.as_ptr());
+                if f.is_null() {
+                    (self.err_clear)();
+                }
+            }
             (self.py_decref)(builtins);
-            if len.is_null() {
-                (self.err_clear)();
-                return false;
-            }
-            let ok = self.is_cfunction(len) && {
-                let def = *(len.cast::<u8>().add(M_ML_OFFSET) as *const *const PyMethodDef);
+            let is_def_of = |f: PyObj, name: &[u8], i: usize| -> bool {
+                let def = *(f as *const *const PyMethodDef).add(i);
                 !def.is_null()
-                    && (*def).ml_meth == (self.cfunction_get_function)(len)
-                    && CStr::from_ptr((*def).ml_name).to_bytes() == b"len"
+                    && (*def).ml_meth == (self.cfunction_get_function)(f)
+                    && !(*def).ml_name.is_null()
+                    && CStr::from_ptr((*def).ml_name).to_bytes() == name
             };
-            (self.py_decref)(len);
-            ok
+            let ok = funcs.iter().all(|f| !f.is_null() && self.is_cfunction(*f));
+            let found = if ok {
+                (self.layout.ob_type_words + 1..PROBE_WORDS)
+                    .find(|&i| is_def_of(funcs[0], b"len", i) && is_def_of(funcs[1], b"abs", i))
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            for f in funcs {
+                if !f.is_null() {
+                    (self.py_decref)(f);
+                }
+            }
+            found
         }
     }
 
@@ -459,6 +552,15 @@ impl Api {
             true
         }
     }
+}
+
+/// Field offsets found by probing (see the module docs), in words.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Layout {
+    /// `ob_type` in every object.
+    pub ob_type_words: usize,
+    /// `m_ml` in a `PyCFunctionObject`; 0 if not found.
+    pub m_ml_words: usize,
 }
 
 /// Saves the current exception on creation and restores it on drop, so that

@@ -16,6 +16,23 @@
 //!
 //! All state lives in [`CAPTURE`] and is touched only with the GIL held:
 //! every hook runs under the GIL, and so do `rprof_start` / `rprof_stop`.
+//!
+//! **Callbacks that call into Python.** Labelling a builtin can run Python
+//! code (cProfile's label is `repr()` of a class attribute, which a class
+//! may define in Python), and Python code can release the GIL; meanwhile
+//! the capture may stop, and a new one may even start. So no callback
+//! keeps a reference to the capture across a call into Python: it records
+//! the capture's [`GENERATION`] first, computes what needs Python with no
+//! borrow held, and then looks the capture up again through [`capture`],
+//! which answers only if that same capture is still recording. A callback
+//! that resumes after its capture ended writes nothing and touches nothing
+//! the capture owned (ring, table), so `stop` can free them at once.
+//!
+//! **Fork.** A child forked during a capture must neither write into its
+//! parent's ring nor stay instrumented. The shim's `pthread_atfork` child
+//! handler ([`after_fork_in_child`]) marks the capture dead; the child's
+//! first event (the first Python code it runs) then removes every hook and
+//! unmaps the ring without writing to it ([`forget_in_child`]).
 
 use crate::api::{self, Api, PyMethodDef, PyObj};
 use crate::intern::{self, Table};
@@ -23,7 +40,9 @@ use crate::ring::Writer;
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_long, CStr};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::Release};
+use core::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use rprof_abi::{state, Hook, Kind};
 
 /// A value only touched with the GIL held.
@@ -60,6 +79,12 @@ pub static API: GilCell<Option<Api>> = GilCell::new(None);
 pub static CAPTURE: GilCell<Option<Capture>> = GilCell::new(None);
 /// Fast check for the hooks: false when no capture records.
 pub static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Changes whenever a capture starts or stops, so that a callback resumed
+/// after a call into Python can tell whether its capture still records.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Set in a forked child whose parent was recording: the child's first
+/// event removes the inherited hooks (see [`after_fork_in_child`]).
+static FORKED_DIRTY: AtomicBool = AtomicBool::new(false);
 /// The capture installs do-nothing callbacks ([`rprof_abi::Mode::Floor`]).
 static FLOOR: AtomicBool = AtomicBool::new(false);
 
@@ -148,6 +173,8 @@ struct SetProfile {
     threading: PyObj,
     previous_thread_hook: PyObj,
     bootstrap: PyObj,
+    /// Where thread states keep their profile function, if found.
+    fields: Option<ProfileFields>,
     /// Profile functions threads had before, put back on stop.
     previous: Vec<Previous>,
 }
@@ -164,6 +191,9 @@ pub struct Capture {
 
 /// Failure to start, with a message for the user.
 pub type StartError = &'static str;
+
+/// [`start`]'s error when a capture is running already.
+pub const ALREADY_RUNNING: StartError = "a capture is already running in this process";
 
 /// Starts a capture writing to the ring at `path`.
 ///
@@ -185,10 +215,12 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     if api.version < (3, 8, 0) {
         return Err("CPython older than 3.8 is not supported");
     }
-    // SAFETY: GIL held (caller).
-    let slot = unsafe { CAPTURE.get() };
-    if slot.is_some() {
-        return Err("a capture is already running in this process");
+    // A child forked from a recording parent that never ran a hook yet.
+    // SAFETY: GIL held.
+    unsafe { forget_in_child() };
+    // SAFETY: GIL held (caller); the borrow ends before any Python call.
+    if unsafe { CAPTURE.get_ref() }.is_some() {
+        return Err(ALREADY_RUNNING);
     }
     // SAFETY: the path names a ring file the reader created.
     let mut writer = unsafe { Writer::open(path) }?;
@@ -214,40 +246,74 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     );
     NONE.store(api.none, Relaxed);
     writer.marker(Kind::Start);
-    *slot = Some(Capture {
-        writer,
-        table: Table::new(),
-        last_key: 0,
-        last_id: 0,
-        monitoring: None,
-        setprofile: None,
-    });
-    let cap = slot.as_mut().ok_or("no capture")?;
+    let generation = GENERATION.fetch_add(1, Relaxed) + 1;
+    // SAFETY: GIL held; this borrow ends at once.
+    unsafe {
+        *CAPTURE.get() = Some(Capture {
+            writer,
+            table: Table::new(),
+            last_key: 0,
+            last_id: 0,
+            monitoring: None,
+            setprofile: None,
+        });
+        if api.free_threaded() {
+            // Several threads record at once: each into a segment of its
+            // own.
+            if let Some(cap) = CAPTURE.get_ref().as_ref() {
+                crate::ft::begin(&cap.writer);
+            }
+        }
+    }
     // Events may arrive while hooks are being installed (audit hooks, the
-    // import of `threading`): record from now on.
+    // import of `threading`): record from now on. Installing runs Python
+    // code, so what it installs is kept in locals until it is done, and
+    // the capture is not borrowed meanwhile.
     ACTIVE.store(true, Release);
+    let mut monitoring = None;
+    let mut setprofile = None;
     // SAFETY: GIL held.
     let installed = unsafe {
         match hook {
-            Hook::Monitoring => install_monitoring(api, cap),
-            _ => install_setprofile(api, cap),
+            Hook::Monitoring => install_monitoring(api, &mut monitoring),
+            _ => install_setprofile(api, &mut setprofile),
         }
     };
     if let Err(e) = installed {
         ACTIVE.store(false, Release);
+        GENERATION.fetch_add(1, Relaxed);
         // SAFETY: GIL held.
-        unsafe { uninstall(api, cap) };
-        cap.writer.fail(e);
-        // SAFETY: GIL held.
-        unsafe { cap.table.clear(api) };
-        *slot = None;
+        unsafe {
+            uninstall(api, setprofile, monitoring);
+            crate::ft::end(api);
+        }
+        // SAFETY: GIL held; the uninstall above is done with Python.
+        if let Some(mut cap) = unsafe { CAPTURE.get() }.take() {
+            cap.writer.fail(e);
+            // SAFETY: GIL held.
+            unsafe { cap.table.clear(api) };
+        }
         return Err(e);
     }
-    cap.writer
-        .header()
-        .shim_state
-        .store(state::RECORDING, Release);
-    Ok(())
+    // SAFETY: GIL held; no Python call while the capture is borrowed.
+    match unsafe { capture(generation) } {
+        Some(cap) => {
+            cap.monitoring = monitoring;
+            cap.setprofile = setprofile;
+            cap.writer
+                .header()
+                .shim_state
+                .store(state::RECORDING, Release);
+            Ok(())
+        }
+        None => {
+            // Stopped while installing (by an audit hook calling
+            // rprof_stop): take back what was installed.
+            // SAFETY: GIL held.
+            unsafe { uninstall(api, setprofile, monitoring) };
+            Err("the capture was stopped while it started")
+        }
+    }
 }
 
 /// Ends the capture: removes every hook, writes the Stop record, releases
@@ -257,15 +323,22 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
 /// GIL held.
 pub unsafe fn stop() {
     ACTIVE.store(false, Release);
-    // SAFETY: GIL held (caller).
-    let (api, slot) = unsafe { (API.get_ref(), CAPTURE.get()) };
-    let (Some(api), Some(cap)) = (api.as_ref(), slot.as_mut()) else {
+    GENERATION.fetch_add(1, Relaxed);
+    // SAFETY: GIL held (caller). The capture is moved out of its slot
+    // before anything below calls into Python: callbacks suspended in
+    // Python find no capture when they resume (and the generation moved
+    // on), so freeing it here cannot pull anything from under them.
+    let (api, cap) = unsafe { (API.get_ref(), CAPTURE.get().take()) };
+    let (Some(api), Some(mut cap)) = (api.as_ref(), cap) else {
         return;
     };
     // SAFETY: GIL held.
     unsafe {
-        uninstall(api, cap);
-        name_threads(api, cap);
+        uninstall(api, cap.setprofile.take(), cap.monitoring.take());
+        // Removing the hooks stopped the world: no hook runs any more, and
+        // every segment's events are published.
+        crate::ft::end(api);
+        name_threads(api, &mut cap);
     }
     if !cap.writer.is_abandoned() {
         cap.writer.marker(Kind::Stop);
@@ -276,7 +349,62 @@ pub unsafe fn stop() {
     }
     // SAFETY: GIL held.
     unsafe { cap.table.clear(api) };
-    *slot = None;
+    drop(cap);
+}
+
+/// The pthread_atfork child handler's part: in the child of a recording
+/// process, stop recording at once (the parent is the ring's only
+/// producer) and leave the removal of the hooks to the child's first
+/// event, which holds the GIL. Async-signal-safe: two atomic stores.
+pub fn after_fork_in_child() {
+    if ACTIVE.swap(false, Relaxed) {
+        FORKED_DIRTY.store(true, Relaxed);
+    }
+    GENERATION.fetch_add(1, Relaxed);
+}
+
+/// In a forked child of a recording process: removes every hook the
+/// parent installed (the monitoring tool and its events, the profile
+/// function of the thread, `threading`'s hook), drops the references, and
+/// unmaps the ring and the agent's view of it, without writing a byte
+/// into them. Does nothing anywhere else.
+///
+/// # Safety
+/// GIL held.
+pub unsafe fn forget_in_child() {
+    if !FORKED_DIRTY.swap(false, Acquire) {
+        return;
+    }
+    // SAFETY: GIL held (caller); the capture is moved out before the
+    // uninstall calls into Python.
+    let (api, cap) = unsafe { (API.get_ref(), CAPTURE.get().take()) };
+    crate::agent::forget_in_child();
+    let (Some(api), Some(mut cap)) = (api.as_ref(), cap) else {
+        return;
+    };
+    // SAFETY: GIL held.
+    unsafe {
+        let _saved = api::SavedError::save(api);
+        uninstall(api, cap.setprofile.take(), cap.monitoring.take());
+        cap.table.clear(api);
+    }
+    // Unmaps the ring; the writer's Drop writes nothing.
+    drop(cap);
+}
+
+/// The capture of generation `generation`, if it is still recording.
+///
+/// # Safety
+/// GIL held, and the returned borrow must end before the caller calls
+/// into Python (which may release the GIL and let another callback
+/// borrow the capture).
+#[inline(always)]
+unsafe fn capture(generation: u64) -> Option<&'static mut Capture> {
+    if !ACTIVE.load(Relaxed) || GENERATION.load(Relaxed) != generation {
+        return None;
+    }
+    // SAFETY: GIL held; the caller keeps the borrow short (see above).
+    unsafe { CAPTURE.get().as_mut() }
 }
 
 /// Writes the name of every thread `threading` knows (its `_active` map:
@@ -304,15 +432,45 @@ unsafe fn name_threads(api: &Api, cap: &mut Capture) {
         let mut key = ptr::null_mut();
         let mut thread = ptr::null_mut();
         while (api.dict_next)(active, &mut pos, &mut key, &mut thread) != 0 {
-            let (Some(tid), Some(name)) = (
+            // A Thread subclass may compute these in Python: keep the
+            // thread alive meanwhile.
+            (api.py_incref)(thread);
+            let (tid, name) = (
                 api.attr_long(thread, c"_native_id"),
                 api.attr_str(thread, c"_name"),
-            ) else {
+            );
+            (api.py_decref)(thread);
+            let (Some(tid), Some(name)) = (tid, name) else {
                 continue;
             };
             cap.writer.thread_name(tid as u64, &name);
         }
         (api.py_decref)(active);
+    }
+}
+
+/// The main interpreter: `PyInterpreterState_Main()`, or, where it is not
+/// exported, the last of the interpreter list (new interpreters are put at
+/// its head, so the oldest, the main one, is last). Sub-interpreters are
+/// not profiled: their threads run with no hook, as they would unprofiled.
+///
+/// # Safety
+/// GIL held.
+unsafe fn main_interpreter(api: &Api) -> PyObj {
+    // SAFETY: GIL held (caller); the list cannot change while it is held.
+    unsafe {
+        if let Some(main) = api.interp_main {
+            return main();
+        }
+        let mut interp = (api.interp_head)();
+        while !interp.is_null() {
+            let next = (api.interp_next)(interp);
+            if next.is_null() {
+                break;
+            }
+            interp = next;
+        }
+        interp
     }
 }
 
@@ -324,7 +482,7 @@ unsafe fn thread_states(api: &Api) -> Vec<PyObj> {
     let mut out = Vec::new();
     // SAFETY: GIL held (caller).
     unsafe {
-        let interp = (api.interp_head)();
+        let interp = main_interpreter(api);
         let mut t = if interp.is_null() {
             ptr::null_mut()
         } else {
@@ -383,31 +541,55 @@ unsafe fn set_profile_everywhere(api: &Api, func: Option<api::TraceFunc>) {
     }
 }
 
-/// A profile function a thread had before the capture: thread state,
-/// `c_profilefunc`, `c_profileobj` (owned).
-type Previous = (PyObj, Option<api::TraceFunc>, PyObj);
+/// Where a `PyThreadState` keeps its profile function and object, in
+/// words, found by probing the calling thread (see [`probe_offsets`]).
+#[derive(Clone, Copy)]
+struct ProfileFields {
+    func: usize,
+    obj: usize,
+}
 
-/// The profile functions every thread has now (`sys.setprofile` ones or
-/// C-level ones alike), so that they can be put back on stop.
+/// A profile function a thread had before the capture.
+struct Previous {
+    /// Which thread: `PyThreadState_GetID` (unique for the life of the
+    /// interpreter) from 3.9 on; the thread state's address on 3.8, which
+    /// has no such function.
+    thread: u64,
+    func: Option<api::TraceFunc>,
+    /// Owned reference (or NULL).
+    obj: PyObj,
+}
+
+/// Identity of a thread state that a later thread cannot share: its
+/// unique id where CPython has one (3.9+), else its address.
 ///
-/// No API reads another thread's profile function, so the two fields are
-/// located at run time instead of from a per-version table: the calling
-/// thread installs a probe function with a fresh sentinel object, and the
-/// words of its own `PyThreadState` that hold them give the offsets. If
-/// the probe fails, nothing is saved and nothing is read.
-unsafe fn previous_profilers(api: &Api) -> Vec<Previous> {
-    let mut found = Vec::new();
+/// # Safety
+/// GIL held; `t` is a live thread state.
+unsafe fn thread_key(api: &Api, t: PyObj) -> u64 {
+    match api.thread_get_id {
+        // SAFETY: t is live (caller).
+        Some(get_id) => unsafe { get_id(t) },
+        None => t as u64,
+    }
+}
+
+/// Locates the profile function fields of `PyThreadState`. No API reads
+/// another thread's profile function, so the two fields are located at
+/// run time instead of from a per-version table: the calling thread
+/// installs a probe function with a fresh sentinel object, and the words
+/// of its own `PyThreadState` that hold them give the offsets. `None` if
+/// the probe fails.
+unsafe fn probe_offsets(api: &Api) -> Option<ProfileFields> {
     // SAFETY: GIL held (caller). The probe is installed and removed on the
-    // calling thread only; we read at most PROBE_WORDS words of each live
-    // thread state, which are heap (or runtime) allocations larger than
-    // that, and only at offsets verified on our own thread state.
+    // calling thread only; we read at most PROBE_WORDS words of our own
+    // thread state, which is larger than that.
     unsafe {
         let me = (api.thread_get)();
         // A fresh object (ints this large are never cached).
         let sentinel = (api.long_from_long)(0x7270_726f);
         if me.is_null() || sentinel.is_null() {
             (api.err_clear)();
-            return found;
+            return None;
         }
         (api.eval_set_profile)(Some(probe_cb), sentinel);
         let words = me as *const usize;
@@ -424,19 +606,45 @@ unsafe fn previous_profilers(api: &Api) -> Vec<Previous> {
         }
         (api.eval_set_profile)(None, ptr::null_mut());
         (api.py_decref)(sentinel);
-        let (Some(of), Some(oo)) = (off_func, off_obj) else {
-            return found;
-        };
+        Some(ProfileFields {
+            func: off_func?,
+            obj: off_obj?,
+        })
+    }
+}
+
+/// The profile function of thread state `t`, read at `fields`.
+///
+/// # Safety
+/// GIL held; `t` is a live thread state; `fields` came from
+/// [`probe_offsets`].
+unsafe fn profile_of(t: PyObj, fields: ProfileFields) -> (usize, PyObj) {
+    let w = t as *const usize;
+    // SAFETY: the offsets were verified on a thread state of this very
+    // interpreter, and every thread state has the same layout.
+    unsafe { (*w.add(fields.func), *w.add(fields.obj) as PyObj) }
+}
+
+/// The profile functions every thread but the caller's has now
+/// (`sys.setprofile` ones or C-level ones alike), so that they can be put
+/// back on stop.
+unsafe fn previous_profilers(api: &Api, fields: ProfileFields) -> Vec<Previous> {
+    let mut found = Vec::new();
+    // SAFETY: GIL held (caller); only live thread states are read.
+    unsafe {
+        let me = (api.thread_get)();
         for t in thread_states(api) {
-            let w = t as *const usize;
-            let func = *w.add(of);
-            let obj = *w.add(oo) as PyObj;
+            let (func, obj) = profile_of(t, fields);
             if func != 0 && t != me {
                 if !obj.is_null() {
                     (api.py_incref)(obj);
                 }
                 let func: api::TraceFunc = core::mem::transmute::<usize, api::TraceFunc>(func);
-                found.push((t, Some(func), obj));
+                found.push(Previous {
+                    thread: thread_key(api, t),
+                    func: Some(func),
+                    obj,
+                });
             }
         }
     }
@@ -451,29 +659,46 @@ unsafe extern "C" fn probe_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: Py
     0
 }
 
-/// Puts back profile functions found by [`previous_profilers`] on the
-/// threads that still exist, and releases the references.
-unsafe fn restore_profilers(api: &Api, previous: &[Previous]) {
-    if previous.is_empty() {
-        return;
-    }
+/// Whether `func` is one of the shim's own setprofile hooks.
+fn is_ours(func: usize) -> bool {
+    func == profile_cb as *const () as usize || func == floor_cb as *const () as usize
+}
+
+/// Takes the shim's hook off every thread that still has it, putting back
+/// the profile function that thread had before the capture (matched by
+/// [`thread_key`], so a new thread never inherits an old thread's
+/// function), and leaves alone every thread whose profile function the
+/// program changed during the capture. Releases the saved references.
+unsafe fn restore_profilers(api: &Api, fields: Option<ProfileFields>, previous: Vec<Previous>) {
     // SAFETY: GIL held (caller); thread states are only used while they
     // are still in the interpreter's list; a swap (3.8 only) is undone.
     unsafe {
-        for t in thread_states(api) {
-            if let Some((_, func, obj)) = previous.iter().find(|(ts, _, _)| *ts == t) {
-                set_thread_profile(api, t, *func, *obj);
+        match fields {
+            Some(fields) => {
+                for t in thread_states(api) {
+                    let (func, _) = profile_of(t, fields);
+                    if !is_ours(func) {
+                        continue;
+                    }
+                    let key = thread_key(api, t);
+                    match previous.iter().find(|p| p.thread == key) {
+                        Some(p) => set_thread_profile(api, t, p.func, p.obj),
+                        None => set_thread_profile(api, t, None, ptr::null_mut()),
+                    }
+                }
             }
+            // Nothing could be read: take the hook off everywhere.
+            None => set_profile_everywhere(api, None),
         }
-        for (_, _, obj) in previous {
-            if !obj.is_null() {
-                (api.py_decref)(*obj);
+        for p in previous {
+            if !p.obj.is_null() {
+                (api.py_decref)(p.obj);
             }
         }
     }
 }
 
-unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartError> {
+unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<(), StartError> {
     // SAFETY: GIL held (caller); every object is NULL-checked.
     unsafe {
         let threading = (api.import_module)(c"threading".as_ptr());
@@ -494,16 +719,18 @@ unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             (api.py_decref)(threading);
             return Err("cannot create the thread bootstrap");
         }
-        cap.setprofile = Some(SetProfile {
+        let fields = probe_offsets(api);
+        let found = match fields {
+            Some(f) => previous_profilers(api, f),
+            None => Vec::new(),
+        };
+        *out = Some(SetProfile {
             threading,
             previous_thread_hook: previous,
             bootstrap,
-            previous: Vec::new(),
+            fields,
+            previous: found,
         });
-        let found = previous_profilers(api);
-        if let Some(sp) = cap.setprofile.as_mut() {
-            sp.previous = found;
-        }
         if !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
@@ -512,7 +739,14 @@ unsafe fn install_setprofile(api: &Api, cap: &mut Capture) -> Result<(), StartEr
     Ok(())
 }
 
-unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartError> {
+/// `sys.monitoring` tool ids the shim may take, in order of preference:
+/// 3 and 4 have no assigned role, so the program keeps the profiler id (2,
+/// which cProfile takes) for itself; 2 is the last resort. The debugger
+/// (0), coverage (1) and optimizer (5) ids are never taken: the program's
+/// own debugger or coverage tool must still get them.
+const TOOL_IDS: [c_long; 3] = [3, 4, 2];
+
+unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<(), StartError> {
     // SAFETY: GIL held (caller); every object is NULL-checked and owned
     // references end up in `Monitoring`, released by `uninstall`.
     unsafe {
@@ -527,30 +761,26 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
             (api.err_clear)();
             return Err("sys.monitoring is missing");
         }
-        let mut mon = Monitoring {
+        let mon = out.insert(Monitoring {
             module,
             tool: ptr::null_mut(),
             missing: ptr::null_mut(),
             events: Vec::new(),
             callbacks: Vec::new(),
-        };
+        });
         mon.missing = (api.getattr_string)(module, c"MISSING".as_ptr());
+        crate::ft::set_missing(mon.missing);
         if mon.missing.is_null() {
             (api.err_clear)();
-            cap.monitoring = Some(mon);
             return Err("sys.monitoring.MISSING is missing");
         }
-        // Tool ids 0-2 and 5 are reserved for debuggers, coverage,
-        // profilers (cProfile takes 2) and optimizers; take a free one,
-        // preferring the unassigned 3 and 4 so cProfile still works.
         let get_tool = (api.getattr_string)(module, c"get_tool".as_ptr());
         if get_tool.is_null() {
             (api.err_clear)();
-            cap.monitoring = Some(mon);
             return Err("sys.monitoring.get_tool is missing");
         }
         let name = (api.unicode_from_string)(c"rprof".as_ptr());
-        for id in [4, 3, 5, 1, 0, 2] {
+        for id in TOOL_IDS {
             let pid = (api.long_from_long)(id);
             let owner = api.call(get_tool, &[pid]);
             let free = owner == api.none;
@@ -566,19 +796,23 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
         (api.py_decref)(name);
         (api.py_decref)(get_tool);
         if mon.tool.is_null() {
-            cap.monitoring = Some(mon);
-            return Err("every sys.monitoring tool id is taken");
+            return Err("sys.monitoring tool ids 2, 3 and 4 are all taken by other tools; free one, or use --hook setprofile");
         }
         let events = (api.getattr_string)(module, c"events".as_ptr());
         if events.is_null() {
             (api.err_clear)();
-            cap.monitoring = Some(mon);
             return Err("sys.monitoring.events is missing");
         }
         let mut callbacks = [ptr::null_mut(); 5];
         for (i, cb) in callbacks.iter_mut().enumerate() {
-            let d = if FLOOR.load(Relaxed) { FLOOR_DEF } else { i };
-            *cb = (api.cfunction_new_ex)(def_ptr(d), ptr::null_mut(), ptr::null_mut());
+            let d = if FLOOR.load(Relaxed) {
+                def_ptr(FLOOR_DEF)
+            } else if crate::ft::ENABLED.load(Relaxed) {
+                crate::ft::def_ptr(i)
+            } else {
+                def_ptr(i)
+            };
+            *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
             if cb.is_null() {
                 (api.err_clear)();
             }
@@ -586,7 +820,6 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
         mon.callbacks = callbacks.iter().copied().filter(|c| !c.is_null()).collect();
         if mon.callbacks.len() != callbacks.len() {
             (api.py_decref)(events);
-            cap.monitoring = Some(mon);
             return Err("cannot create the monitoring callbacks");
         }
         let mut mask: c_long = 0;
@@ -610,7 +843,6 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
         }
         (api.py_decref)(events);
         let tool = mon.tool;
-        cap.monitoring = Some(mon);
         if let Some(e) = failed {
             return Err(e);
         }
@@ -625,19 +857,29 @@ unsafe fn install_monitoring(api: &Api, cap: &mut Capture) -> Result<(), StartEr
 }
 
 /// Removes whatever `install_*` installed and releases its references.
-unsafe fn uninstall(api: &Api, cap: &mut Capture) {
+/// What the program changed meanwhile (a profile function it set itself,
+/// its own `threading.setprofile` hook) is left as the program set it.
+unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Option<Monitoring>) {
     // SAFETY: GIL held (caller); we release exactly the references the
     // install functions stored.
     unsafe {
-        if let Some(sp) = cap.setprofile.take() {
-            set_profile_everywhere(api, None);
-            restore_profilers(api, &sp.previous);
-            api.call_method(sp.threading, c"setprofile", &[sp.previous_thread_hook]);
+        if let Some(sp) = setprofile {
+            restore_profilers(api, sp.fields, sp.previous);
+            let current = (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr());
+            if current.is_null() {
+                (api.err_clear)();
+            }
+            if current == sp.bootstrap {
+                api.call_method(sp.threading, c"setprofile", &[sp.previous_thread_hook]);
+            }
+            if !current.is_null() {
+                (api.py_decref)(current);
+            }
             (api.py_decref)(sp.previous_thread_hook);
             (api.py_decref)(sp.bootstrap);
             (api.py_decref)(sp.threading);
         }
-        if let Some(mon) = cap.monitoring.take() {
+        if let Some(mon) = monitoring {
             if !mon.tool.is_null() {
                 let zero = (api.long_from_long)(0);
                 api.call_method(mon.module, c"set_events", &[mon.tool, zero]);
@@ -668,154 +910,225 @@ impl Capture {
         }
     }
 
-    /// Id of a code object, announcing it on first sight.
+    /// The id of `key` if it is known (no Python call).
     #[inline(always)]
-    unsafe fn code_id(&mut self, api: &Api, code: PyObj) -> u32 {
-        let key = code as usize;
+    fn known(&mut self, key: usize) -> Option<u32> {
         if key == self.last_key {
-            return self.last_id;
+            return Some(self.last_id);
         }
-        let id = match self.table.get(key) {
-            Some(e) => e.id,
-            // SAFETY: GIL held, code live (caller).
-            None => unsafe { self.intern_code(api, code) },
-        };
+        let id = self.table.get(key)?.id;
         self.last_key = key;
         self.last_id = id;
-        id
-    }
-
-    #[cold]
-    unsafe fn intern_code(&mut self, api: &Api, code: PyObj) -> u32 {
-        // SAFETY: GIL held, code live (caller); the reference taken here is
-        // released by Table::clear.
-        unsafe {
-            let (file, line, name) = intern::code_label(api, code);
-            (api.py_incref)(code);
-            let e = self.table.insert(code as usize, code, ptr::null_mut());
-            self.writer.def_python(e.id, &file, line, &name);
-            e.id
-        }
-    }
-
-    /// Id of a builtin function object, keyed by its `PyMethodDef`.
-    #[inline(always)]
-    unsafe fn cfunc_id(&mut self, api: &Api, f: PyObj) -> u32 {
-        // SAFETY: f is a live PyCFunction (caller).
-        let key = unsafe { api.m_ml(f) } as usize;
-        if key == self.last_key {
-            return self.last_id;
-        }
-        let id = match self.table.get(key) {
-            Some(e) => e.id,
-            None => {
-                // SAFETY: GIL held, f live.
-                let label = unsafe { intern::builtin_label(api, f) };
-                let e = self.table.insert(key, ptr::null_mut(), ptr::null_mut());
-                self.writer.def_builtin(e.id, &label);
-                e.id
-            }
-        };
-        self.last_key = key;
-        self.last_id = id;
-        id
-    }
-
-    /// What cProfile 3.12+ records for a CALL/C_RETURN/C_RAISE event
-    /// (`get_cfunc_from_callable`): builtin functions, and method
-    /// descriptors called with a matching first argument, which it binds
-    /// into builtin methods. Others are not recorded.
-    #[inline(always)]
-    unsafe fn callable_id(
-        &mut self,
-        api: &Api,
-        callable: PyObj,
-        arg0: PyObj,
-        missing: PyObj,
-    ) -> Option<u32> {
-        // SAFETY: callable and arg0 are live (CPython passes them to the
-        // callback); GIL held.
-        unsafe {
-            let t = api.type_of(callable);
-            if t == api.function_type {
-                return None;
-            }
-            if t == api.cfunction_type || (api.type_is_subtype)(t, api.cfunction_type) != 0 {
-                return Some(self.cfunc_id(api, callable));
-            }
-            if t != api.method_descr_type || arg0 == missing {
-                return None;
-            }
-            if let Some(e) = self.table.get(callable as usize) {
-                let (id, objclass) = (e.id, e.objclass);
-                if !objclass.is_null() {
-                    let at = api.type_of(arg0);
-                    if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
-                        return None;
-                    }
-                }
-                return Some(id);
-            }
-            self.intern_descriptor(api, callable, arg0)
-        }
-    }
-
-    #[cold]
-    unsafe fn intern_descriptor(&mut self, api: &Api, descr: PyObj, arg0: PyObj) -> Option<u32> {
-        // SAFETY: GIL held, objects live (caller); the current exception is
-        // saved; references taken are released by Table::clear.
-        unsafe {
-            let _saved = api::SavedError::save(api);
-            let objclass = (api.getattr_string)(descr, c"__objclass__".as_ptr());
-            if objclass.is_null() {
-                (api.err_clear)();
-                return None;
-            }
-            let at = api.type_of(arg0);
-            if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
-                (api.py_decref)(objclass);
-                return None;
-            }
-            // Bind it once, as cProfile does on every call, to label it.
-            let get = (api.getattr_string)(descr, c"__get__".as_ptr());
-            if get.is_null() {
-                (api.err_clear)();
-                (api.py_decref)(objclass);
-                return None;
-            }
-            let bound = api.call(get, &[arg0, at]);
-            (api.py_decref)(get);
-            if bound.is_null() || !api.is_cfunction(bound) {
-                if !bound.is_null() {
-                    (api.py_decref)(bound);
-                }
-                (api.py_decref)(objclass);
-                return None;
-            }
-            let label = intern::builtin_label(api, bound);
-            (api.py_decref)(bound);
-            (api.py_incref)(descr);
-            let e = self.table.insert(descr as usize, descr, objclass);
-            self.writer.def_builtin(e.id, &label);
-            Some(e.id)
-        }
+        Some(id)
     }
 }
 
-/// The API and capture, if recording. Only for hooks (GIL held).
+/// Writes `kind(id)` if capture `generation` still records.
+///
+/// # Safety
+/// GIL held.
 #[inline(always)]
-unsafe fn recording() -> Option<(&'static Api, &'static mut Capture)> {
+unsafe fn emit(generation: u64, kind: Kind, id: u32) {
+    // SAFETY: GIL held (caller); no Python call while borrowed.
+    if let Some(cap) = unsafe { capture(generation) } {
+        cap.emit(kind, id);
+    }
+}
+
+/// Id of a code object, announcing it on first sight.
+///
+/// # Safety
+/// GIL held, `code` live.
+#[inline(always)]
+unsafe fn code_id(api: &Api, generation: u64, code: PyObj) -> Option<u32> {
+    // SAFETY: GIL held; the borrow ends before intern_code.
+    if let Some(id) = unsafe { capture(generation) }?.known(code as usize) {
+        return Some(id);
+    }
+    // SAFETY: as above.
+    unsafe { intern_code(api, generation, code) }
+}
+
+#[cold]
+unsafe fn intern_code(api: &Api, generation: u64, code: PyObj) -> Option<u32> {
+    // SAFETY: GIL held, code live (caller). The label is read with no
+    // borrow of the capture; the capture is looked up again afterwards.
+    // The reference taken is released by Table::clear.
+    unsafe {
+        let (file, line, name) = intern::code_label(api, code);
+        let cap = capture(generation)?;
+        if let Some(id) = cap.known(code as usize) {
+            return Some(id);
+        }
+        let id = cap.table.next_id();
+        if !cap.writer.def_python(id, &file, line, &name) {
+            return None;
+        }
+        (api.py_incref)(code);
+        cap.table.insert(code as usize, code, ptr::null_mut());
+        Some(id)
+    }
+}
+
+/// Id of a builtin function object, keyed by its `PyMethodDef`.
+///
+/// # Safety
+/// GIL held, `f` a live `PyCFunction`.
+#[inline(always)]
+unsafe fn cfunc_id(api: &Api, generation: u64, f: PyObj) -> Option<u32> {
+    // SAFETY: f is a live PyCFunction (caller).
+    let key = unsafe { api.m_ml(f) } as usize;
+    // SAFETY: GIL held; the borrow ends before the label is built.
+    if let Some(id) = unsafe { capture(generation) }?.known(key) {
+        return Some(id);
+    }
+    // SAFETY: as above.
+    unsafe { intern_cfunc(api, generation, f, key) }
+}
+
+#[cold]
+unsafe fn intern_cfunc(api: &Api, generation: u64, f: PyObj, key: usize) -> Option<u32> {
+    // SAFETY: GIL held, f live (caller). Building the label may run Python
+    // code (a `__repr__`), which may release the GIL: no borrow of the
+    // capture is held across it, and the capture is looked up again after.
+    unsafe {
+        (api.py_incref)(f);
+        let label = intern::builtin_label(api, f);
+        (api.py_decref)(f);
+        let cap = capture(generation)?;
+        if let Some(id) = cap.known(key) {
+            return Some(id);
+        }
+        let id = cap.table.next_id();
+        if !cap.writer.def_builtin(id, &label) {
+            return None;
+        }
+        cap.table.insert(key, ptr::null_mut(), ptr::null_mut());
+        Some(id)
+    }
+}
+
+/// What cProfile 3.12+ records for a CALL/C_RETURN/C_RAISE event
+/// (`get_cfunc_from_callable`): builtin functions, and method descriptors
+/// called with a matching first argument, which it binds into builtin
+/// methods. Others are not recorded.
+///
+/// # Safety
+/// GIL held; objects live.
+#[inline(always)]
+unsafe fn callable_id(
+    api: &Api,
+    generation: u64,
+    callable: PyObj,
+    arg0: PyObj,
+    missing: PyObj,
+) -> Option<u32> {
+    // SAFETY: callable and arg0 are live (CPython passes them to the
+    // callback); GIL held.
+    unsafe {
+        let t = api.type_of(callable);
+        if t == api.function_type {
+            return None;
+        }
+        if t == api.cfunction_type || (api.type_is_subtype)(t, api.cfunction_type) != 0 {
+            return cfunc_id(api, generation, callable);
+        }
+        if t != api.method_descr_type || arg0 == missing {
+            return None;
+        }
+        let cap = capture(generation)?;
+        if let Some(e) = cap.table.get(callable as usize) {
+            let (id, objclass) = (e.id, e.objclass);
+            if !objclass.is_null() {
+                let at = api.type_of(arg0);
+                if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
+                    return None;
+                }
+            }
+            return Some(id);
+        }
+        intern_descriptor(api, generation, callable, arg0)
+    }
+}
+
+#[cold]
+unsafe fn intern_descriptor(api: &Api, generation: u64, descr: PyObj, arg0: PyObj) -> Option<u32> {
+    // SAFETY: GIL held, objects live (caller) and kept alive by our own
+    // references while Python code may run (the label's `__repr__`); the
+    // current exception is saved; no borrow of the capture is held until
+    // the label is built. References stored are released by Table::clear.
+    unsafe {
+        let _saved = api::SavedError::save(api);
+        let objclass = (api.getattr_string)(descr, c"__objclass__".as_ptr());
+        if objclass.is_null() {
+            (api.err_clear)();
+            return None;
+        }
+        let at = api.type_of(arg0);
+        if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
+            (api.py_decref)(objclass);
+            return None;
+        }
+        // Bind it once, as cProfile does on every call, to label it.
+        let get = (api.getattr_string)(descr, c"__get__".as_ptr());
+        if get.is_null() {
+            (api.err_clear)();
+            (api.py_decref)(objclass);
+            return None;
+        }
+        (api.py_incref)(descr);
+        let bound = api.call(get, &[arg0, at]);
+        (api.py_decref)(get);
+        if bound.is_null() || !api.is_cfunction(bound) {
+            if !bound.is_null() {
+                (api.py_decref)(bound);
+            }
+            (api.py_decref)(objclass);
+            (api.py_decref)(descr);
+            return None;
+        }
+        let label = intern::builtin_label(api, bound);
+        (api.py_decref)(bound);
+        let Some(cap) = capture(generation) else {
+            (api.py_decref)(objclass);
+            (api.py_decref)(descr);
+            return None;
+        };
+        if let Some(e) = cap.table.get(descr as usize) {
+            let id = e.id;
+            (api.py_decref)(objclass);
+            (api.py_decref)(descr);
+            return Some(id);
+        }
+        let id = cap.table.next_id();
+        if !cap.writer.def_builtin(id, &label) {
+            (api.py_decref)(objclass);
+            (api.py_decref)(descr);
+            return None;
+        }
+        // The references to descr and objclass now belong to the table.
+        cap.table.insert(descr as usize, descr, objclass);
+        Some(id)
+    }
+}
+
+/// The API and the current capture's generation, if recording. Only for
+/// hooks (GIL held). In a forked child of a recording process, the first
+/// call removes the inherited hooks.
+#[inline(always)]
+unsafe fn recording() -> Option<(&'static Api, u64)> {
     if !ACTIVE.load(Relaxed) {
+        if FORKED_DIRTY.load(Relaxed) {
+            // SAFETY: hooks run with the GIL held.
+            unsafe { forget_in_child() };
+        }
         return None;
     }
-    // SAFETY: hooks run with the GIL held; the hooks never re-enter each
-    // other (CPython suspends profiling while a profile function runs), so
-    // these are the only live borrows.
-    unsafe {
-        let api = API.get_ref().as_ref()?;
-        let cap = CAPTURE.get().as_mut()?;
-        Some((api, cap))
-    }
+    let generation = GENERATION.load(Relaxed);
+    // SAFETY: hooks run with the GIL held; API is only written by start()
+    // before any hook is installed.
+    let api = unsafe { API.get_ref() }.as_ref()?;
+    Some((api, generation))
 }
 
 /// The setprofile hook (`Py_tracefunc`).
@@ -824,33 +1137,25 @@ unsafe fn recording() -> Option<(&'static Api, &'static mut Capture)> {
 /// Called by CPython with the GIL held and live `frame`/`arg`.
 pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg: PyObj) -> c_int {
     // SAFETY: GIL held by CPython's contract for profile functions.
-    let Some((api, cap)) = (unsafe { recording() }) else {
+    let Some((api, g)) = (unsafe { recording() }) else {
         return 0;
     };
     // SAFETY: CPython passes a live frame, and for C events a live callable.
     unsafe {
-        match what {
-            api::PY_TRACE_CALL => {
-                let id = cap.code_id(api, api.frame_code(frame));
-                cap.emit(Kind::Call, id);
-            }
-            api::PY_TRACE_RETURN => {
-                let id = cap.code_id(api, api.frame_code(frame));
-                cap.emit(Kind::Return, id);
-            }
-            api::PY_TRACE_C_CALL if api.is_cfunction(arg) => {
-                let id = cap.cfunc_id(api, arg);
-                cap.emit(Kind::CCall, id);
-            }
+        let (kind, id) = match what {
+            api::PY_TRACE_CALL => (Kind::Call, code_id(api, g, api.frame_code(frame))),
+            api::PY_TRACE_RETURN => (Kind::Return, code_id(api, g, api.frame_code(frame))),
+            api::PY_TRACE_C_CALL if api.is_cfunction(arg) => (Kind::CCall, cfunc_id(api, g, arg)),
             api::PY_TRACE_C_RETURN if api.is_cfunction(arg) => {
-                let id = cap.cfunc_id(api, arg);
-                cap.emit(Kind::CReturn, id);
+                (Kind::CReturn, cfunc_id(api, g, arg))
             }
             api::PY_TRACE_C_EXCEPTION if api.is_cfunction(arg) => {
-                let id = cap.cfunc_id(api, arg);
-                cap.emit(Kind::CException, id);
+                (Kind::CException, cfunc_id(api, g, arg))
             }
-            _ => {}
+            _ => return 0,
+        };
+        if let Some(id) = id {
+            emit(g, kind, id);
         }
     }
     0
@@ -860,6 +1165,8 @@ pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg:
 fn native_hook() -> api::TraceFunc {
     if FLOOR.load(Relaxed) {
         floor_cb
+    } else if crate::ft::ENABLED.load(Relaxed) {
+        crate::ft::profile_cb
     } else {
         profile_cb
     }
@@ -891,10 +1198,11 @@ static NONE: core::sync::atomic::AtomicPtr<core::ffi::c_void> =
 unsafe extern "C" fn mon_start(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: CPython calls this with the GIL held and `nargs` live args.
     unsafe {
-        if let Some((api, cap)) = recording() {
+        if let Some((api, g)) = recording() {
             if nargs >= 1 {
-                let id = cap.code_id(api, *args);
-                cap.emit(Kind::Call, id);
+                if let Some(id) = code_id(api, g, *args) {
+                    emit(g, Kind::Call, id);
+                }
             }
         }
         none()
@@ -904,10 +1212,11 @@ unsafe extern "C" fn mon_start(_m: PyObj, args: *const PyObj, nargs: isize) -> P
 unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {
-        if let Some((api, cap)) = recording() {
+        if let Some((api, g)) = recording() {
             if nargs >= 1 {
-                let id = cap.code_id(api, *args);
-                cap.emit(Kind::Return, id);
+                if let Some(id) = code_id(api, g, *args) {
+                    emit(g, Kind::Return, id);
+                }
             }
         }
         none()
@@ -918,14 +1227,15 @@ unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> 
 unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
     // SAFETY: as in mon_start; args are (code, offset, callable, arg0).
     unsafe {
-        if let Some((api, cap)) = recording() {
+        if let Some((api, g)) = recording() {
             if nargs >= 4 {
-                let missing = cap
-                    .monitoring
-                    .as_ref()
-                    .map_or(ptr::null_mut(), |m| m.missing);
-                if let Some(id) = cap.callable_id(api, *args.add(2), *args.add(3), missing) {
-                    cap.emit(kind, id);
+                let Some(missing) = capture(g)
+                    .map(|c| c.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing))
+                else {
+                    return;
+                };
+                if let Some(id) = callable_id(api, g, *args.add(2), *args.add(3), missing) {
+                    emit(g, kind, id);
                 }
             }
         }
@@ -967,6 +1277,7 @@ unsafe extern "C" fn thread_bootstrap(_m: PyObj, args: PyObj) -> PyObj {
             return ptr::null_mut();
         };
         if !ACTIVE.load(Relaxed) {
+            forget_in_child();
             (api.eval_set_profile)(None, ptr::null_mut());
             return api.new_none();
         }
@@ -976,7 +1287,7 @@ unsafe extern "C" fn thread_bootstrap(_m: PyObj, args: PyObj) -> PyObj {
             let event = (api.tuple_get_item)(args, 1);
             let arg = (api.tuple_get_item)(args, 2);
             if let Some(what) = event_code(api, event) {
-                profile_cb(ptr::null_mut(), frame, what, arg);
+                native_hook()(ptr::null_mut(), frame, what, arg);
             }
         }
         (api.err_clear)();

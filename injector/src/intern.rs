@@ -74,6 +74,11 @@ impl Table {
         }
     }
 
+    /// The id the next [`insert`](Self::insert) gives.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
     /// Adds a key with a fresh id.
     pub fn insert(&mut self, key: usize, owned: PyObj, objclass: PyObj) -> Entry {
         if (self.len + 1) * 2 > self.slots.len() {

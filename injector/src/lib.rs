@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod ft;
 pub mod hooks;
 pub mod intern;
 pub mod ring;
@@ -30,8 +31,9 @@ extern "C" fn at_exit() {
 
 extern "C" fn after_fork_in_child() {
     // The child shares the ring with its parent but must not write to it:
-    // the parent is its only producer.
-    hooks::ACTIVE.store(false, core::sync::atomic::Ordering::Release);
+    // the parent is its only producer. Its first event removes the hooks
+    // it inherited and unmaps the ring (hooks::forget_in_child).
+    hooks::after_fork_in_child();
     ring::forget_header();
 }
 
@@ -75,21 +77,27 @@ pub unsafe extern "C" fn rprof_stop() -> c_int {
     0
 }
 
-/// Attach mode: starts the shim's agent thread, which takes the GIL itself
-/// and starts a capture into the ring file at `path`, then watches for the
-/// end of the capture. Returns 0 once the thread is started, -1 if it could
-/// not be.
+/// Attach mode: maps the header of the ring in memfd `ring_fd`, closes
+/// `shim_fd` (the memfd the shim was loaded from, or -1 when it was already
+/// loaded) and starts the shim's agent thread, which takes the GIL itself,
+/// starts a capture into the ring, closes `ring_fd`, and watches for the
+/// end of the capture. Returns 0 once the thread is started, -1 if it
+/// could not be (the ring header then says why, when it could be mapped).
 ///
 /// This runs on a thread of the target that `rprof attach` borrowed at a
 /// safe point; it touches neither Python nor the GIL, and returns at once.
+/// errno is left as it was.
 ///
 /// # Safety
-/// `path` is a NUL-terminated string.
+/// `ring_fd` is an open memfd holding a ring created by rprof; the shim
+/// takes ownership of both fds.
 #[no_mangle]
-pub unsafe extern "C" fn rprof_attach(path: *const c_char) -> c_int {
-    if path.is_null() {
-        set_error("no ring path given");
-        return -1;
+pub unsafe extern "C" fn rprof_attach(ring_fd: c_int, shim_fd: c_int) -> c_int {
+    // SAFETY: __errno_location returns this thread's errno.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    if shim_fd >= 0 {
+        // SAFETY: the fd is ours (caller); the mapping keeps the library.
+        unsafe { libc::close(shim_fd) };
     }
     ATFORK.call_once(|| {
         // SAFETY: registering a handler that only stores to an atomic.
@@ -97,15 +105,16 @@ pub unsafe extern "C" fn rprof_attach(path: *const c_char) -> c_int {
         // SAFETY: registering a handler that only does an atomic publish.
         unsafe { libc::atexit(at_exit) };
     });
-    // SAFETY: path is a valid C string (caller).
-    let path = unsafe { CStr::from_ptr(path) }.to_owned();
-    match agent::spawn(path) {
+    let r = match agent::spawn(ring_fd) {
         Ok(()) => 0,
         Err(e) => {
             set_error(e);
             -1
         }
-    }
+    };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+    r
 }
 
 static LAST_ERROR: std::sync::Mutex<[u8; 256]> = std::sync::Mutex::new([0; 256]);

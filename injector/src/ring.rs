@@ -5,6 +5,16 @@
 //! the thread, check the cached free space, write two words, publish
 //! `head`. Waiting for the reader, padding at the end of the area and
 //! definitions are out of line.
+//!
+//! **When the ring is full.** With `--on-full drop` nothing ever waits: an
+//! event that does not fit is counted as lost, and so is an event whose
+//! function definition or thread switch does not fit (the definition is
+//! retried on the function's next event). With `--on-full wait` one write
+//! waits at most [`MAX_WAIT_NS`] (the GIL is held meanwhile, so the other
+//! threads wait as long); then the event is dropped and counted, and if the
+//! reader's heartbeat counter did not move during the wait the capture is
+//! abandoned. The one exception is the final Stop record, which waits (as
+//! long, at most) for the reader that asked for it, whatever the policy.
 
 use core::ffi::CStr;
 use core::ptr;
@@ -12,7 +22,7 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicPtr, AtomicU64};
 use rprof_abi::{
     command, record_words, state, string_words, Clock, FullPolicy, Header, Kind, RecordHeader,
-    HEADER_BYTES, MAX_STRING_BYTES, READER_TIMEOUT_NS,
+    HEADER_BYTES, MAX_STRING_BYTES, MAX_WAIT_NS, READER_TIMEOUT_NS,
 };
 use std::cell::Cell;
 
@@ -22,7 +32,7 @@ thread_local! {
 }
 
 #[inline(always)]
-fn current_tid() -> u64 {
+pub(crate) fn current_tid() -> u64 {
     TID.with(|t| {
         let v = t.get();
         if v != 0 {
@@ -47,7 +57,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 #[inline(always)]
-fn timestamp(clock: Clock) -> u64 {
+pub(crate) fn timestamp(clock: Clock) -> u64 {
     match clock {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: rdtsc is available on every x86_64 CPU.
@@ -67,6 +77,8 @@ const PUBLISH_WORDS: u64 = 128;
 pub enum Refusal {
     /// The reader went silent; the capture is over.
     Abandoned,
+    /// No room appeared within [`MAX_WAIT_NS`]; this record is dropped.
+    TimedOut,
 }
 
 /// The mapped ring and the producer's private cursors.
@@ -169,6 +181,12 @@ impl Writer {
         })
     }
 
+    /// The whole mapping (header, data area, segments) and the clock and
+    /// full-ring policy in use, for the per-thread segment writers.
+    pub fn mapping(&self) -> (*mut u8, usize, Clock, FullPolicy) {
+        (self.header.cast(), self.map_len, self.clock, self.policy)
+    }
+
     /// The shared header.
     pub fn header(&self) -> &Header {
         // SAFETY: mapped for the writer's whole life.
@@ -211,8 +229,11 @@ impl Writer {
         // thread id is only looked up when the thread changes.
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() } as u64;
-        if me != self.last_thread {
-            self.thread_switch(me);
+        if me != self.last_thread && !self.thread_switch(me) {
+            // Without its thread switch the event would be charged to
+            // another thread: drop it.
+            self.lose();
+            return;
         }
         if !self.reserve(2) {
             return;
@@ -229,46 +250,95 @@ impl Writer {
     }
 
     #[cold]
-    fn thread_switch(&mut self, me: u64) {
-        if self.write_record(Kind::Thread, 0, &[current_tid()], &[]) {
+    fn thread_switch(&mut self, me: u64) -> bool {
+        let ok = self.write_record(Kind::Thread, 0, &[current_tid()], &[], self.policy);
+        if ok {
             self.last_thread = me;
         }
+        ok
     }
 
-    /// Writes a record that carries only a timestamp (Start, Stop).
+    /// Counts one event as lost (a Lost record follows when room allows).
+    #[cold]
+    pub fn lose(&mut self) {
+        if self.abandoned {
+            return;
+        }
+        self.pending_lost += 1;
+        self.header().dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Writes a record that carries only a timestamp (Start, Stop). These
+    /// wait for room (boundedly) whatever the policy: the reader is
+    /// draining when they are written.
     pub fn marker(&mut self, kind: Kind) -> bool {
         let ts = timestamp(self.clock);
-        let ok = self.write_record(kind, 0, &[ts], &[]);
+        let ok = self.write_record(kind, 0, &[ts], &[], FullPolicy::Wait);
         self.flush();
         ok
     }
 
-    /// Defines a Python function id.
+    /// Defines a Python function id. If it does not fit, the event that
+    /// needed it is counted as lost and false is returned: the caller must
+    /// not use the id (it is defined again on the function's next event).
     #[cold]
     pub fn def_python(&mut self, id: u32, file: &[u8], line: u64, name: &[u8]) -> bool {
         let file = clip(file);
         let name = clip(name);
         let lens = file.len() as u64 | ((name.len() as u64) << 32);
-        self.write_record(Kind::DefPython, id, &[line, lens], &[file, name])
+        let ok = self.write_record(
+            Kind::DefPython,
+            id,
+            &[line, lens],
+            &[file, name],
+            self.policy,
+        );
+        if !ok {
+            self.lose();
+        }
+        ok
     }
 
-    /// Names a thread.
+    /// Names a thread (at the end of a capture).
     #[cold]
     pub fn thread_name(&mut self, tid: u64, name: &[u8]) -> bool {
         let name = clip(name);
-        self.write_record(Kind::ThreadName, 0, &[tid, name.len() as u64], &[name])
+        self.write_record(
+            Kind::ThreadName,
+            0,
+            &[tid, name.len() as u64],
+            &[name],
+            self.policy,
+        )
     }
 
-    /// Defines a builtin id.
+    /// Defines a builtin id; see [`def_python`](Self::def_python).
     #[cold]
     pub fn def_builtin(&mut self, id: u32, label: &[u8]) -> bool {
         let label = clip(label);
-        self.write_record(Kind::DefBuiltin, id, &[label.len() as u64], &[label])
+        let ok = self.write_record(
+            Kind::DefBuiltin,
+            id,
+            &[label.len() as u64],
+            &[label],
+            self.policy,
+        );
+        if !ok {
+            self.lose();
+        }
+        ok
     }
 
     /// Writes a whole record: header, `words`, then `strings` packed back to
-    /// back and zero-padded.
-    fn write_record(&mut self, kind: Kind, arg: u32, words: &[u64], strings: &[&[u8]]) -> bool {
+    /// back and zero-padded. With `policy` Drop it never waits for room.
+    fn write_record(
+        &mut self,
+        kind: Kind,
+        arg: u32,
+        words: &[u64],
+        strings: &[&[u8]],
+        policy: FullPolicy,
+    ) -> bool {
         if self.pending_lost != 0 {
             self.flush_lost();
         }
@@ -280,9 +350,7 @@ impl Writer {
         } else {
             0
         };
-        // Records other than events are never dropped: the events that
-        // follow depend on them. They wait for room whatever the policy.
-        if self.free() < pad + total && !self.reserve_waiting(pad + total) {
+        if self.free() < pad + total && !self.reserve_record(pad + total, policy) {
             return false;
         }
         if pad > 0 {
@@ -338,23 +406,30 @@ impl Writer {
         if self.free() >= words {
             return true;
         }
-        match self.policy {
-            FullPolicy::Drop => {
-                self.pending_lost += 1;
-                self.header().dropped.fetch_add(1, Relaxed);
-                false
-            }
+        let ok = match self.policy {
+            FullPolicy::Drop => false,
             FullPolicy::Wait => self.wait_for(words).is_ok(),
+        };
+        if !ok {
+            self.lose();
         }
+        ok
     }
 
+    /// Room for a non-event record: never waits with `Drop`.
     #[cold]
-    fn reserve_waiting(&mut self, words: u64) -> bool {
-        if self.abandoned {
+    fn reserve_record(&mut self, words: u64, policy: FullPolicy) -> bool {
+        if self.abandoned || words > self.cap {
             return false;
         }
         self.cached_tail = self.header().tail.load(Acquire);
-        self.free() >= words || self.wait_for(words).is_ok()
+        if self.free() >= words {
+            return true;
+        }
+        match policy {
+            FullPolicy::Drop => false,
+            FullPolicy::Wait => self.wait_for(words).is_ok(),
+        }
     }
 
     /// Writes the Lost record owed for events dropped since the last one
@@ -376,27 +451,41 @@ impl Writer {
         self.pending_lost = 0;
     }
 
-    /// Waits until `need` words are free. Gives up, abandoning the capture,
-    /// if the reader shows no sign of life for [`READER_TIMEOUT_NS`].
+    /// Waits until `need` words are free, for at most [`MAX_WAIT_NS`] of
+    /// this process's own clock. Gives up earlier, abandoning the capture,
+    /// if the reader's heartbeat counter does not move for
+    /// [`READER_TIMEOUT_NS`]; at the limit, the record is refused (and the
+    /// capture abandoned if the reader never moved meanwhile).
     fn wait_for(&mut self, need: u64) -> Result<(), Refusal> {
         // The reader can only free what it can see.
         self.flush();
         let start = monotonic_ns();
+        let mut beat = self.header().heartbeat.load(Relaxed);
+        let mut beat_at = start;
         let mut spins = 0u32;
         loop {
             self.cached_tail = self.header().tail.load(Acquire);
+            let now = monotonic_ns();
             if self.free() >= need {
                 let h = self.header();
                 h.waits.fetch_add(1, Relaxed);
-                h.wait_ns
-                    .fetch_add(monotonic_ns().saturating_sub(start), Relaxed);
+                h.wait_ns.fetch_add(now.saturating_sub(start), Relaxed);
                 return Ok(());
             }
-            let now = monotonic_ns();
-            let alive = self.header().heartbeat_ns.load(Relaxed).max(start);
-            if now.saturating_sub(alive) > READER_TIMEOUT_NS {
+            let b = self.header().heartbeat.load(Relaxed);
+            if b != beat {
+                beat = b;
+                beat_at = now;
+            }
+            if now.saturating_sub(beat_at) > READER_TIMEOUT_NS {
                 self.abandon();
                 return Err(Refusal::Abandoned);
+            }
+            if now.saturating_sub(start) > MAX_WAIT_NS {
+                let h = self.header();
+                h.waits.fetch_add(1, Relaxed);
+                h.wait_ns.fetch_add(now.saturating_sub(start), Relaxed);
+                return Err(Refusal::TimedOut);
             }
             spins += 1;
             if spins < 64 {
@@ -475,7 +564,7 @@ impl Drop for Writer {
 }
 
 /// Cuts a string to [`MAX_STRING_BYTES`] at a UTF-8 character boundary.
-fn clip(s: &[u8]) -> &[u8] {
+pub(crate) fn clip(s: &[u8]) -> &[u8] {
     if s.len() <= MAX_STRING_BYTES {
         return s;
     }

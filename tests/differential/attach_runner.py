@@ -49,8 +49,13 @@ def main():
         ctl.read(1)
         ctl.read(1)
     else:
-        import cProfile
-        pr = cProfile.Profile()
+        # From 3.15 on the deterministic profiler is profiling.tracing
+        # (cProfile is an alias of it); the reference uses its real name.
+        if sys.version_info >= (3, 15):
+            from profiling.tracing import Profile
+        else:
+            from cProfile import Profile
+        pr = Profile()
         pr.enable()
         try:
             exec(code, globs)

@@ -22,11 +22,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a target may take to print `ready` (or any awaited line).
-const READY: Duration = Duration::from_secs(30);
+pub(crate) const READY: Duration = Duration::from_secs(30);
 /// How long one `rprof attach` may take over and above its `--duration`.
-const RPROF_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const RPROF_LIMIT: Duration = Duration::from_secs(60);
 /// How long a target may take to finish once told to.
-const FINISH: Duration = Duration::from_secs(30);
+pub(crate) const FINISH: Duration = Duration::from_secs(30);
 /// The capture length of the ordinary tests.
 const CAPTURE: &str = "0.5";
 
@@ -102,9 +102,9 @@ impl Lines {
 }
 
 /// A child process. Dropping it ends it by its PID (SIGKILL) and reaps it.
-struct Proc {
+pub(crate) struct Proc {
     label: String,
-    pid: i32,
+    pub(crate) pid: i32,
     child: Child,
     stdin: Option<ChildStdin>,
     out: Arc<Lines>,
@@ -115,7 +115,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(label: impl Into<String>, cmd: &mut Command, with_stdin: bool) -> Proc {
+    pub(crate) fn spawn(label: impl Into<String>, cmd: &mut Command, with_stdin: bool) -> Proc {
         let label = label.into();
         cmd.stdin(if with_stdin {
             Stdio::piped()
@@ -143,7 +143,7 @@ impl Proc {
     }
 
     /// Everything known about the process, for failure messages.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         // Once it has exited, give the reader threads a moment to finish.
         let settle = if self.status.is_some() {
             Duration::from_millis(500)
@@ -164,7 +164,7 @@ impl Proc {
     }
 
     /// Waits for the next stdout line starting with `prefix`.
-    fn expect_out(&mut self, prefix: &str, limit: Duration) -> String {
+    pub(crate) fn expect_out(&mut self, prefix: &str, limit: Duration) -> String {
         match self
             .out
             .wait(self.out_seen, &|l| l.starts_with(prefix), limit)
@@ -185,7 +185,7 @@ impl Proc {
     }
 
     /// Waits for the next stderr line starting with `prefix`.
-    fn expect_err(&mut self, prefix: &str, limit: Duration) -> String {
+    pub(crate) fn expect_err(&mut self, prefix: &str, limit: Duration) -> String {
         match self
             .err
             .wait(self.err_seen, &|l| l.starts_with(prefix), limit)
@@ -205,7 +205,7 @@ impl Proc {
         }
     }
 
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(s) = self.status {
@@ -222,8 +222,24 @@ impl Proc {
         }
     }
 
+    /// Whether the process has exited (without waiting).
+    pub(crate) fn exited(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_some()
+    }
+
+    /// Whether stderr has a line starting with `prefix` so far.
+    pub(crate) fn has_err_line(&self, prefix: &str) -> bool {
+        self.err
+            .state
+            .lock()
+            .unwrap()
+            .0
+            .iter()
+            .any(|l| l.starts_with(prefix))
+    }
+
     /// Waits for the process to exit; fails the test if it does not.
-    fn finish(&mut self, limit: Duration) -> ExitStatus {
+    pub(crate) fn finish(&mut self, limit: Duration) -> ExitStatus {
         self.wait_exit(limit).unwrap_or_else(|| {
             panic!(
                 "{}: did not exit within {limit:?} (hung?)\n{}\n{}",
@@ -236,7 +252,7 @@ impl Proc {
 
     /// Tells a target to finish (SIGUSR1) and checks that it exits 0, its
     /// own checks having passed.
-    fn finish_ok(&mut self, ctx: &str) {
+    pub(crate) fn finish_ok(&mut self, ctx: &str) {
         signal(self.pid, "USR1");
         let st = self.finish(FINISH);
         assert!(
@@ -260,7 +276,7 @@ impl Proc {
     }
 
     /// The finished process's output (it must have exited).
-    fn outcome(&mut self) -> Outcome {
+    pub(crate) fn outcome(&mut self) -> Outcome {
         let status = self.finish(RPROF_LIMIT);
         Outcome {
             status,
@@ -281,14 +297,14 @@ impl Drop for Proc {
 }
 
 /// What a finished rprof printed.
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Outcome {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Outcome {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "rprof {}\n--- rprof stdout\n{}\n--- rprof stderr\n{}\n---",
             self.status, self.stdout, self.stderr
@@ -296,7 +312,7 @@ impl Outcome {
     }
 }
 
-fn signal(pid: i32, sig: &str) {
+pub(crate) fn signal(pid: i32, sig: &str) {
     let st = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -308,12 +324,18 @@ fn signal(pid: i32, sig: &str) {
 // ---------------------------------------------------------------------------
 // Targets and rprof
 
-fn targets_dir() -> PathBuf {
+pub(crate) fn targets_dir() -> PathBuf {
     util::root().join("tests/targets")
 }
 
 /// Starts `tests/targets/SCRIPT` under `python`.
-fn start_with(python: &Path, label: &str, script: &str, args: &[&str], stdin: bool) -> Proc {
+pub(crate) fn start_with(
+    python: &Path,
+    label: &str,
+    script: &str,
+    args: &[&str],
+    stdin: bool,
+) -> Proc {
     let mut cmd = Command::new(python);
     cmd.arg(targets_dir().join(script))
         .args(args)
@@ -325,13 +347,13 @@ fn start_with(python: &Path, label: &str, script: &str, args: &[&str], stdin: bo
 }
 
 /// Starts a target and waits for its `ready` line.
-fn start(py: &Python, script: &str, args: &[&str]) -> Proc {
+pub(crate) fn start(py: &Python, script: &str, args: &[&str]) -> Proc {
     let mut t = start_with(&py.path, &py.label(), script, args, false);
     t.expect_out("ready", READY);
     t
 }
 
-fn rprof_attach(pid: i32, args: &[&str]) -> Proc {
+pub(crate) fn rprof_attach(pid: i32, args: &[&str]) -> Proc {
     Proc::spawn(
         format!("rprof attach {pid} {}", args.join(" ")),
         util::rprof().arg("attach").arg(pid.to_string()).args(args),
@@ -340,12 +362,12 @@ fn rprof_attach(pid: i32, args: &[&str]) -> Proc {
 }
 
 /// Runs `rprof attach PID ARGS...` to the end.
-fn attach_run(pid: i32, args: &[&str]) -> Outcome {
+pub(crate) fn attach_run(pid: i32, args: &[&str]) -> Outcome {
     rprof_attach(pid, args).outcome()
 }
 
 /// The oldest and the newest interpreter (one if there is only one).
-fn oldest_and_newest() -> Vec<&'static Python> {
+pub(crate) fn oldest_and_newest() -> Vec<&'static Python> {
     let all = util::interpreters();
     let old = all.iter().min_by_key(|p| p.version).unwrap();
     let new = all.iter().max_by_key(|p| p.version).unwrap();
@@ -368,7 +390,7 @@ fn hooks(py: &Python) -> Vec<&'static str> {
 
 /// Checks a successful attach: exit 0, then the attached line (with the
 /// right PID and Python version), the detached line, the summary, in order.
-fn assert_attached_ok(o: &Outcome, target: &Proc, py: &Python, ctx: &str) {
+pub(crate) fn assert_attached_ok(o: &Outcome, target: &Proc, py: &Python, ctx: &str) {
     let pid = target.pid;
     assert_eq!(
         o.status.code(),
@@ -500,12 +522,12 @@ impl Profile {
 // /proc
 
 /// The state letter in `/proc/PID/stat` (`None` if the process is gone).
-fn proc_state(pid: i32) -> Option<char> {
+pub(crate) fn proc_state(pid: i32) -> Option<char> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     s[s.rfind(')')? + 1..].trim_start().chars().next()
 }
 
-fn tracer_pid(pid: i32) -> Option<u32> {
+pub(crate) fn tracer_pid(pid: i32) -> Option<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
@@ -535,16 +557,15 @@ fn wait_in_syscall(pid: i32, nrs: &[i64], what: &str) {
     panic!("PID {pid} never blocked in {what}: {}", proc_report(pid));
 }
 
-/// `(device, inode, path)` of every file mapped by `pid` whose name starts
-/// with `librprof_injector-`.
-fn shim_files(pid: i32) -> BTreeSet<(String, String, String)> {
+/// `(device, inode, name)` of every shim memfd mapped by `pid`
+/// (`/memfd:rprof-shim-HASH-NONCE`).
+pub(crate) fn shim_files(pid: i32) -> BTreeSet<(String, String, String)> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     maps.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.splitn(6, ' ').collect();
             let path = f.get(5)?.trim();
-            let name = path.rsplit('/').next()?;
-            name.starts_with("librprof_injector-").then(|| {
+            path.starts_with("/memfd:rprof-shim-").then(|| {
                 (
                     f[3].to_string(),
                     f[4].to_string(),
@@ -555,20 +576,20 @@ fn shim_files(pid: i32) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
-/// Mapped rprof ring files (`.../rprof-XXXX/ring`).
-fn mapped_rings(pid: i32) -> Vec<String> {
+/// Mapped rprof rings (memfds named `rprof-ring-NONCE`).
+pub(crate) fn mapped_rings(pid: i32) -> Vec<String> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let mut v: Vec<String> = maps
         .lines()
         .filter_map(|l| l.splitn(6, ' ').nth(5).map(str::trim))
         .map(|p| p.trim_end_matches(" (deleted)").to_string())
-        .filter(|p| p.contains("/rprof-") && p.ends_with("/ring"))
+        .filter(|p| p.starts_with("/memfd:rprof-ring-"))
         .collect();
     v.dedup();
     v
 }
 
-fn proc_report(pid: i32) -> String {
+pub(crate) fn proc_report(pid: i32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let keep: Vec<&str> = status
         .lines()
@@ -598,7 +619,7 @@ fn proc_report(pid: i32) -> String {
 /// The target's main thread still runs Python code (its SIGUSR2 handler
 /// answers) and its work count goes up by 2 (so that at least one whole
 /// unit of work is done from now on).
-fn assert_progressing(t: &mut Proc, ctx: &str) {
+pub(crate) fn assert_progressing(t: &mut Proc, ctx: &str) {
     assert_progress(t, 2, ctx)
 }
 
@@ -625,7 +646,7 @@ fn assert_progress(t: &mut Proc, units: u64, ctx: &str) {
 }
 
 /// The target is alive, not stopped, and not traced by anybody.
-fn assert_untouched(pid: i32, ctx: &str) {
+pub(crate) fn assert_untouched(pid: i32, ctx: &str) {
     let state = proc_state(pid);
     assert!(
         matches!(state, Some('R' | 'S' | 'D')),
@@ -778,6 +799,32 @@ fn target_blocked_in_read_gets_all_its_data() {
         let st = t.finish(FINISH);
         assert!(st.success(), "{ctx}: wrong data\n{}", t.describe());
         t.expect_out(&format!("ok {TOTAL} bytes"), READY);
+    }
+}
+
+#[test]
+fn idle_target_gives_an_empty_capture_that_says_so() {
+    for py in oldest_and_newest() {
+        let ctx = format!("acceptor.py on {}, idle in accept", py.label());
+        let mut t = start_with(&py.path, &py.label(), "acceptor.py", &["2"], false);
+        let ready = t.expect_out("ready", READY);
+        let port: u16 = ready[6..].trim().parse().unwrap();
+        wait_in_syscall(t.pid, &[43, 288], "accept");
+        let out = attach_run(t.pid, &["--duration", "1", "-o", "/dev/null"]);
+        assert_eq!(out.status.code(), Some(0), "{ctx}: {}", out.describe());
+        assert!(
+            out.stderr.contains("rprof: 0 events")
+                && out
+                    .stderr
+                    .contains("rprof: warning: no events were recorded: no thread ran Python code"),
+            "{ctx}: an empty capture must say so: {}",
+            out.describe()
+        );
+        assert_untouched(t.pid, &ctx);
+        assert_eq!(ask(port, "x"), "echo:x\n", "{ctx}\n{}", t.describe());
+        assert_eq!(ask(port, "quit"), "echo:tiuq\n", "{ctx}\n{}", t.describe());
+        let st = t.finish(FINISH);
+        assert!(st.success(), "{ctx}\n{}", t.describe());
     }
 }
 
@@ -1023,8 +1070,9 @@ fn targets_own_profile_functions_survive_the_setprofile_hook_on_3_12() {
         .filter(|p| p.at_least(3, 12))
         .collect();
     if newer.is_empty() {
-        eprintln!("targets_own_profile_functions_survive_the_setprofile_hook_on_3_12: skipped, no Python 3.12+");
-        return;
+        return util::skip(
+            "targets_own_profile_functions_survive_the_setprofile_hook_on_3_12: no Python 3.12+",
+        );
     }
     for py in newer {
         let ctx = format!("own_profiler.py on {} --hook setprofile", py.label());
@@ -1082,7 +1130,9 @@ fn rprof_killed(py: &Python, script: &str, funcs: &[&str], dir: &Path) {
         t.describe()
     );
     assert!(
-        noticed < Duration::from_secs(5),
+        // READER_TIMEOUT_NS of silence, then the agent's 10 ms poll, the
+        // GIL and this test's 20 ms poll of the maps on a loaded machine.
+        noticed < Duration::from_nanos(rprof_abi::READER_TIMEOUT_NS) + Duration::from_secs(1),
         "{ctx}: the shim took {noticed:?} to notice rprof was killed"
     );
     // The target still runs Python code and gets work done.
@@ -1106,8 +1156,6 @@ fn rprof_killed(py: &Python, script: &str, funcs: &[&str], dir: &Path) {
 #[test]
 fn target_exiting_while_attached_gives_what_was_captured() {
     let dir = tempfile::tempdir().unwrap();
-    // rprof's private directories (shim and ring) it left behind.
-    let mut leaked = Vec::new();
     for py in util::interpreters() {
         let ctx = format!("cpu.py on {}", py.label());
         let mut t = start(py, "cpu.py", &["--attached-at-exit"]);
@@ -1117,7 +1165,6 @@ fn target_exiting_while_attached_gives_what_was_captured() {
         // The target shares our mount namespace: its paths are ours.
         let rings = mapped_rings(t.pid);
         assert_eq!(rings.len(), 1, "{ctx}: {rings:?}");
-        let workdir = Path::new(&rings[0]).parent().unwrap().to_path_buf();
         // Let whole rounds (fib, one_round) run under the hook: a round
         // already under way at attach time only has its return seen.
         std::thread::sleep(Duration::from_millis(200));
@@ -1145,21 +1192,7 @@ fn target_exiting_while_attached_gives_what_was_captured() {
             out.describe()
         );
         load_profile(py, &prof, &ctx).assert_has("cpu.py", &["fib", "one_round"], &ctx);
-        if workdir.exists() {
-            let files: Vec<_> = std::fs::read_dir(&workdir)
-                .map(|d| d.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
-            leaked.push(format!("{}: {} {files:?}", py.label(), workdir.display()));
-            let _ = std::fs::remove_dir_all(&workdir);
-        }
     }
-    // rprof removes its directory when it is done, even when the target
-    // is gone (and with it /proc/PID/root, through which it was made).
-    assert!(
-        leaked.is_empty(),
-        "rprof left its private directory (shim and ring) behind after the target exited:\n{}",
-        leaked.join("\n")
-    );
 }
 
 #[test]
@@ -1298,8 +1331,7 @@ fn python_older_than_3_8_is_status_14() {
         .collect();
     old.sort();
     if old.is_empty() {
-        eprintln!("python_older_than_3_8_is_status_14: skipped, no pyenv Python 3.6 or 3.7 found");
-        return;
+        return util::skip("python_older_than_3_8_is_status_14: no pyenv Python 3.6 or 3.7 found");
     }
     for python in old {
         let label = python.display().to_string();
@@ -1326,15 +1358,13 @@ fn unprivileged_rprof_is_status_15() {
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            eprintln!(
-                "unprivileged_rprof_is_status_15: skipped, cannot run rprof as uid 65534: {}",
+            return util::skip(format!(
+                "unprivileged_rprof_is_status_15: cannot run rprof as uid 65534: {}",
                 util::describe(&o)
-            );
-            return;
+            ));
         }
         Err(e) => {
-            eprintln!("unprivileged_rprof_is_status_15: skipped, no setpriv: {e}");
-            return;
+            return util::skip(format!("unprivileged_rprof_is_status_15: no setpriv: {e}"));
         }
     }
     let me = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -1342,8 +1372,7 @@ fn unprivileged_rprof_is_status_15() {
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
     {
-        eprintln!("unprivileged_rprof_is_status_15: skipped, the tests do not run as root");
-        return;
+        return util::skip("unprivileged_rprof_is_status_15: the tests do not run as root");
     }
     let mut t = start(py, "sleeper.py", &[]);
     let out = Proc::spawn(
@@ -1383,8 +1412,7 @@ fn wait_traced(pid: i32, tracer: &Proc) {
 #[test]
 fn target_traced_by_strace_is_status_16_naming_it() {
     if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("target_traced_by_strace_is_status_16_naming_it: skipped, no strace");
-        return;
+        return util::skip("target_traced_by_strace_is_status_16_naming_it: no strace");
     }
     for py in util::interpreters() {
         let ctx = format!("sleeper.py on {} under strace", py.label());
@@ -1415,8 +1443,7 @@ fn target_traced_by_strace_is_status_16_naming_it() {
 fn target_held_by_gdb_is_status_16_naming_it() {
     let py = util::interpreters().last().unwrap();
     if Command::new("gdb").arg("--version").output().is_err() {
-        eprintln!("target_held_by_gdb_is_status_16_naming_it: skipped, no gdb");
-        return;
+        return util::skip("target_held_by_gdb_is_status_16_naming_it: no gdb");
     }
     let ctx = format!("sleeper.py on {} under gdb", py.label());
     let mut t = start(py, "sleeper.py", &[]);
@@ -1478,15 +1505,15 @@ fn target_in_another_mount_namespace() {
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            eprintln!(
-                "target_in_another_mount_namespace: skipped, cannot unshare -m and mount here: {}",
+            return util::skip(format!(
+                "target_in_another_mount_namespace: cannot unshare -m and mount here: {}",
                 util::describe(&o)
-            );
-            return;
+            ));
         }
         Err(e) => {
-            eprintln!("target_in_another_mount_namespace: skipped, no unshare: {e}");
-            return;
+            return util::skip(format!(
+                "target_in_another_mount_namespace: no unshare: {e}"
+            ));
         }
     }
     for py in util::interpreters() {
@@ -1504,7 +1531,7 @@ fn target_in_another_mount_namespace() {
         assert_ne!(ns("self"), ns(&t.pid.to_string()), "{ctx}: same namespace");
         let mut r = rprof_attach(t.pid, &["-s", "calls"]);
         r.expect_err("rprof: attached to PID", READY);
-        // The shim and the ring are in the target's /dev/shm, which is not ours.
+        // The shim and the ring are memfds: nothing in any filesystem.
         let shims = shim_files(t.pid);
         let rings = mapped_rings(t.pid);
         assert_eq!(
@@ -1512,14 +1539,10 @@ fn target_in_another_mount_namespace() {
             (1, 1),
             "{ctx}: {shims:?} {rings:?}"
         );
-        for p in shims.iter().map(|s| &s.2).chain(&rings) {
-            assert!(p.starts_with("/dev/shm/"), "{ctx}: {p}");
-            assert!(
-                Path::new(&format!("/proc/{}/root{p}", t.pid)).exists(),
-                "{ctx}: {p} is not in the target's namespace"
-            );
-            assert!(!Path::new(p).exists(), "{ctx}: {p} is in ours");
-        }
+        let shm = std::fs::read_dir(format!("/proc/{}/root/dev/shm", t.pid))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(shm, 0, "{ctx}: files in the target's /dev/shm");
         assert_progressing(&mut t, &ctx);
         signal(r.pid, "INT");
         let out = r.outcome();
@@ -1531,5 +1554,145 @@ fn target_in_another_mount_namespace() {
         );
         assert_untouched(t.pid, &ctx);
         t.finish_ok(&ctx);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Nothing left behind, seen from outside and from the target's C level
+
+/// The names (`comm`) of every thread of `pid`.
+fn task_comms(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Whether a mapping or fd name is rprof's but not the shim library (which
+/// stays loaded, dormant, by design): the ring, as a file in rprof's
+/// directory or as a memfd (`/memfd:rprof-ring-...`).
+fn is_rprof_data(name: &str) -> bool {
+    name.contains("rprof") && !name.contains("librprof_injector") && !name.contains("rprof-shim")
+}
+
+/// rprof's mappings in `pid` other than the shim library.
+fn rprof_mappings(pid: i32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut v: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.splitn(6, ' ').nth(5).map(str::trim))
+        .filter(|p| is_rprof_data(p))
+        .map(String::from)
+        .collect();
+    v.dedup();
+    v
+}
+
+/// rprof's open file descriptors in `pid` other than the shim library.
+fn rprof_fds(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.display().to_string())
+                .filter(|l| is_rprof_data(l))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// After a detach, from outside: no `rprof-agent` thread (the same threads
+/// as before the attach), no rprof mapping or descriptor but the dormant
+/// shim library, no rprof directory; from inside (the target checks it
+/// before it exits 0): no C-level profile function on any thread state, no
+/// sys.monitoring tool or event, and calls as fast as before. While
+/// attached, the agent thread and the ring are seen, so that these checks
+/// can tell. One interpreter per hook (oldest and newest; setprofile and
+/// sys.monitoring on the newest).
+#[test]
+fn detach_leaves_no_hook_thread_mapping_or_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for py in oldest_and_newest() {
+        for hook in hooks(py) {
+            let ctx = format!("detach_probe.py on {} (hook {hook})", py.label());
+            let mut t = start_with(&py.path, &py.label(), "detach_probe.py", &[], false);
+            t.expect_out("ready", READY);
+            let threads_before = task_comms(t.pid);
+            let prof = dir.path().join(format!("probe-{}.prof", unique()));
+            let mut args = vec!["--duration", "3", "-o", prof.to_str().unwrap()];
+            args.extend(hook_args(hook));
+            let mut r = rprof_attach(t.pid, &args);
+            r.expect_err("rprof: attached to PID", READY);
+            // While attached: the agent thread and the ring are visible.
+            let attached_threads = task_comms(t.pid);
+            let maps = rprof_mappings(t.pid);
+            assert!(
+                attached_threads.iter().any(|c| c == "rprof-agent"),
+                "{ctx}: no rprof-agent thread while attached: {attached_threads:?}"
+            );
+            assert!(!maps.is_empty(), "{ctx}: no ring mapped while attached");
+            let workdirs: Vec<PathBuf> = maps
+                .iter()
+                .filter(|m| m.starts_with('/') && !m.starts_with("/memfd:"))
+                .filter_map(|m| Path::new(m.trim_end_matches(" (deleted)")).parent())
+                .map(Path::to_path_buf)
+                .collect();
+            signal(t.pid, "USR1");
+            t.expect_out("measured during=", READY);
+            let out = r.outcome();
+            assert_attached_ok(&out, &t, py, &ctx);
+            // The agent exits right after it wrote the end of the stream.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while task_comms(t.pid) != threads_before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(
+                task_comms(t.pid),
+                threads_before,
+                "{ctx}: threads after detach differ from before attach\n{}",
+                proc_report(t.pid)
+            );
+            assert_eq!(
+                rprof_mappings(t.pid),
+                Vec::<String>::new(),
+                "{ctx}: mapped after detach"
+            );
+            assert_eq!(
+                rprof_fds(t.pid),
+                Vec::<String>::new(),
+                "{ctx}: open after detach"
+            );
+            for d in &workdirs {
+                assert!(
+                    !d.exists(),
+                    "{ctx}: rprof's directory {} is still there",
+                    d.display()
+                );
+            }
+            assert_untouched(t.pid, &ctx);
+            // The target checks for hooks from inside and times itself.
+            t.finish_ok(&ctx);
+            let line = t.expect_out("speeds ", Duration::from_secs(1));
+            let speed = |k: &str| -> f64 {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{ctx}: no {k} in {line:?}"))
+            };
+            let (before, during, after) = (speed("before="), speed("during="), speed("after="));
+            eprintln!("{ctx}: {line}");
+            // The measure sees a hook: slower while attached than after.
+            assert!(
+                during > 1.1 * after,
+                "{ctx}: calls were not slower while attached ({line}): the speed probe cannot see a hook"
+            );
+            assert!(after <= 1.5 * before, "{ctx}: {line}");
+        }
     }
 }

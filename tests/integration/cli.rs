@@ -2,14 +2,13 @@
 //! and exit status passed through, `-m`, clear errors, and what happens when
 //! the reader falls behind or dies.
 
-use crate::util::{self, describe, run, KillOnDrop, Python};
+use crate::util::{self, describe, run, KillOnDrop};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn newest() -> &'static Python {
-    util::interpreters().last().unwrap()
-}
+/// How long the reader-fault tests' rprof runs may take.
+const LIMIT: Duration = Duration::from_secs(120);
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
@@ -43,9 +42,16 @@ fn prints_a_sorted_table_with_the_scripts_functions() {
         );
         assert!(text.contains("function calls"), "{text}");
         assert!(text.contains("Ordered by: call count"), "{text}");
-        assert!(text.contains("       50    "), "{text}");
-        assert!(text.contains("t.py:1(leaf)"), "{text}");
-        assert!(text.contains("{built-in method builtins.len}"), "{text}");
+        // The rows of leaf and len: ncalls is the first column.
+        let ncalls = |func: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.ends_with(func))
+                .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+                .collect()
+        };
+        assert_eq!(ncalls("t.py:1(leaf)"), ["50"], "{text}");
+        assert_eq!(ncalls("{built-in method builtins.len}"), ["50"], "{text}");
+        assert_eq!(ncalls("{built-in method builtins.sum}"), ["1"], "{text}");
         // The summary goes to stderr, never into the table.
         assert!(stderr(&out).contains("events"), "{}", stderr(&out));
     }
@@ -55,12 +61,14 @@ fn prints_a_sorted_table_with_the_scripts_functions() {
 fn default_order_is_cumulative_time() {
     let dir = tempfile::tempdir().unwrap();
     let s = script(dir.path(), "t.py", "def f():\n    pass\nf()\n");
-    let out = run(util::rprof()
-        .args(["run", "--python"])
-        .arg(&newest().path)
-        .arg(&s));
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Ordered by: cumulative time"));
+    for py in util::one_per_hook() {
+        let out = run(util::rprof()
+            .args(["run", "--python"])
+            .arg(&py.path)
+            .arg(&s));
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Ordered by: cumulative time"));
+    }
 }
 
 #[test]
@@ -145,11 +153,19 @@ fn killed_by_a_signal_is_reported_as_128_plus_signal() {
         "k.py",
         "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
     );
-    let out = run(util::rprof()
-        .args(["run", "--python"])
-        .arg(&newest().path)
-        .arg(&s));
-    assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
+    for py in util::one_per_hook() {
+        let out = run(util::rprof()
+            .args(["run", "--python"])
+            .arg(&py.path)
+            .arg(&s));
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "{}: {}",
+            py.label(),
+            describe(&out)
+        );
+    }
 }
 
 #[test]
@@ -203,7 +219,7 @@ fn bad_sort_key_is_one_clear_line_and_runs_nothing() {
     );
     let out = run(util::rprof()
         .args(["run", "-s", "bogus", "--python"])
-        .arg(&newest().path)
+        .arg(&util::interpreters().last().unwrap().path)
         .arg(&s));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -240,8 +256,9 @@ fn missing_script_and_missing_python_are_clear_errors() {
 #[test]
 fn monitoring_hook_before_312_is_refused_clearly() {
     let Some(old) = util::interpreters().iter().find(|p| !p.at_least(3, 12)) else {
-        eprintln!("skipping: no Python older than 3.12 found");
-        return;
+        return util::skip(
+            "no Python older than 3.12: the --hook monitoring refusal is not tested",
+        );
     };
     let dir = tempfile::tempdir().unwrap();
     let s = script(dir.path(), "t.py", "print('ran')\n");
@@ -271,9 +288,11 @@ fn busy_script(dir: &Path, secs: f64) -> (PathBuf, PathBuf, PathBuf) {
              open({pid:?}, 'w').write(str(os.getpid()))\n\
              def f(x):\n    return x + 1\n\
              n = 0\n\
-             end = time.monotonic() + {secs}\n\
-             while time.monotonic() < end:\n    for i in range(1000):\n        n = f(n)\n\
-             open({done:?}, 'w').write(str(n))\n",
+             gap = 0.0\n\
+             last = time.monotonic()\n\
+             end = last + {secs}\n\
+             while last < end:\n    for i in range(1000):\n        n = f(n)\n    now = time.monotonic()\n    gap = max(gap, now - last)\n    last = now\n\
+             open({done:?}, 'w').write('%d %.6f' % (n, gap))\n",
             pid = pid.display().to_string(),
             done = done.display().to_string(),
         ),
@@ -310,111 +329,134 @@ fn a_stalled_reader_makes_the_target_wait_and_the_profile_stays_exact() {
          for i in range(300000):\n    n = f(n)\n\
          print(n)\n",
     );
-    let go = dir.path().join("go");
-    let prof = dir.path().join("out.prof");
-    let child = util::rprof()
-        .args(["run", "--ring-size", "1", "-o"])
-        .arg(&prof)
-        .arg("--python")
-        .arg(&newest().path)
-        .arg(&s)
-        .arg(&go)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop::new(child.id(), "rprof");
-    assert!(wait_for(&go, Duration::from_secs(20)));
-    // Freeze the reader while the target fills the 1 MiB ring.
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    guard.disarm();
-    assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "300000\n");
-    let err = stderr(&out);
-    assert!(!err.contains("dropped"), "{err}");
-    let waited: u64 = err
-        .split("target waited ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no wait count in {err}"));
-    assert!(waited > 0, "the target should have waited for room: {err}");
-    let profile = rprof_format::read_pstats(&std::fs::read(&prof).unwrap()).unwrap();
-    let f = profile
-        .functions
-        .iter()
-        .find(|f| f.func.name == "f")
-        .unwrap();
-    assert_eq!(f.totals.ncalls, 300_000);
+    for py in util::one_per_hook() {
+        let sub = dir
+            .path()
+            .join(format!("{}.{}", py.version.0, py.version.1));
+        std::fs::create_dir(&sub).unwrap();
+        let go = sub.join("go");
+        let prof = sub.join("out.prof");
+        let child = util::rprof()
+            .args(["run", "--ring-size", "1", "-o"])
+            .arg(&prof)
+            .arg("--python")
+            .arg(&py.path)
+            .arg(&s)
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut guard = KillOnDrop::new(child.id(), "rprof");
+        assert!(wait_for(&go, Duration::from_secs(20)));
+        // Freeze the reader while the target fills the 1 MiB ring.
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        let out = util::wait_output(child, LIMIT, "rprof run with a stalled reader");
+        guard.disarm();
+        assert!(out.status.success(), "{}: {}", py.label(), describe(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "300000\n");
+        let err = stderr(&out);
+        assert!(!err.contains("dropped"), "{err}");
+        let waited: u64 = err
+            .split("target waited ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no wait count in {err}"));
+        assert!(waited > 0, "the target should have waited for room: {err}");
+        let stats = util::pstats(py, &prof);
+        let f: Vec<_> = stats.iter().filter(|(k, _)| k.2 == "f").collect();
+        assert_eq!(f.len(), 1, "{}: {f:?}", py.label());
+        assert_eq!(f[0].1 .1, 300_000, "{}", py.label());
+    }
 }
 
 #[test]
 fn dropped_events_are_counted_reported_and_fail_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (s, pid_file, done) = busy_script(dir.path(), 1.5);
-    let child = util::rprof()
-        .args(["run", "--ring-size", "1", "--on-full", "drop", "-o"])
-        .arg(dir.path().join("out.prof"))
-        .arg("--python")
-        .arg(&newest().path)
-        .arg(&s)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop::new(child.id(), "rprof");
-    assert!(wait_for(&pid_file, Duration::from_secs(20)));
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    guard.disarm();
-    assert!(done.exists(), "the target must finish on its own");
-    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("dropped"))
-        .unwrap_or_else(|| panic!("{err}"));
-    let n: u64 = line
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!(n > 0, "{line}");
+    for py in util::one_per_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, pid_file, done) = busy_script(dir.path(), 1.5);
+        let child = util::rprof()
+            .args(["run", "--ring-size", "1", "--on-full", "drop", "-o"])
+            .arg(dir.path().join("out.prof"))
+            .arg("--python")
+            .arg(&py.path)
+            .arg(&s)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut guard = KillOnDrop::new(child.id(), "rprof");
+        assert!(wait_for(&pid_file, Duration::from_secs(20)));
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        let out = util::wait_output(child, LIMIT, "rprof run --on-full drop");
+        guard.disarm();
+        assert!(
+            done.exists(),
+            "{}: the target must finish on its own",
+            py.label()
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+        let err = stderr(&out);
+        let line = err
+            .lines()
+            .find(|l| l.contains("dropped"))
+            .unwrap_or_else(|| panic!("{err}"));
+        let n: u64 = line
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(n > 0, "{line}");
+    }
 }
 
 #[test]
 fn the_target_carries_on_when_rprof_is_killed() {
-    let dir = tempfile::tempdir().unwrap();
-    let (s, pid_file, done) = busy_script(dir.path(), 1.0);
-    let mut child = util::rprof()
-        .args(["run", "--ring-size", "1", "-o"])
-        .arg(dir.path().join("out.prof"))
-        .arg("--python")
-        .arg(&newest().path)
-        .arg(&s)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(&pid_file, Duration::from_secs(20)));
-    let target: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _guard = KillOnDrop::new(target as u32, s.display().to_string());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // With the reader gone the ring fills; the shim must give up waiting
-    // within about a second and let the target finish its work.
-    assert!(
-        wait_for(&done, Duration::from_secs(15)),
-        "the target hung after rprof was killed"
-    );
+    for py in util::one_per_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, pid_file, done) = busy_script(dir.path(), 1.0);
+        let mut child = util::rprof()
+            .args(["run", "--ring-size", "1", "-o"])
+            .arg(dir.path().join("out.prof"))
+            .arg("--python")
+            .arg(&py.path)
+            .arg(&s)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_for(&pid_file, Duration::from_secs(20)));
+        let target: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _guard = KillOnDrop::new(target as u32, s.display().to_string());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // With the reader gone the ring fills and the target waits for
+        // room; the shim gives up after READER_TIMEOUT_NS (1 s) without a
+        // heartbeat and lets the target finish its work.
+        assert!(
+            wait_for(&done, Duration::from_secs(30)),
+            "{}: the target hung after rprof was killed",
+            py.label()
+        );
+        let text = std::fs::read_to_string(&done).unwrap();
+        let gap: f64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        // 1 s of silence, plus 0.5 s for the agent's 10 ms polls, taking the
+        // GIL and a loaded 2-core machine.
+        let timeout = rprof_abi::READER_TIMEOUT_NS as f64 * 1e-9;
+        assert!(
+            gap <= timeout + 0.5,
+            "{}: the target stood still for {gap:.3} s after rprof was killed (the shim should give up after {timeout} s)",
+            py.label()
+        );
+    }
 }

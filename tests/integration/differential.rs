@@ -3,15 +3,17 @@
 //! compared by `tests/differential/compare.py` (keys, call counts, primitive
 //! counts and caller edges must be identical; rprof's times consistent).
 //!
-//! The reference is cProfile itself, except for threaded workloads: cProfile
+//! The reference is cProfile itself (on 3.15 and newer `profiling.tracing`,
+//! which replaced it: see [`reference_module`]), except for threaded workloads: cProfile
 //! before 3.12 sees only the main thread, and from 3.12 on pushes every
 //! thread onto one stack (CPython PR #138229), so its recursion and caller
 //! counts are wrong for threads. Those are compared with
 //! `tests/differential/reference.py`, a per-thread replica of `_lsprof.c`
 //! built on the same hook as the one under test.
 
-use crate::util::{self, describe, run, Python, Workload};
-use std::path::Path;
+use crate::util::{self, describe, run, Python, Spawned, Workload};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Hook {
@@ -25,6 +27,17 @@ impl Hook {
             Hook::SetProfile => "setprofile",
             Hook::Monitoring => "monitoring",
         }
+    }
+}
+
+/// The reference profiler for single-threaded workloads: cProfile up to
+/// 3.14; from 3.15 on the deterministic profiler is `profiling.tracing`
+/// (PEP 799), of which `cProfile` is only an alias, so the suite runs that.
+pub fn reference_module(py: &Python) -> &'static str {
+    if py.at_least(3, 15) {
+        "profiling.tracing"
+    } else {
+        "cProfile"
     }
 }
 
@@ -44,7 +57,7 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
             describe(&plain)
         ));
     }
-    let ours = dir.join(format!("{}-{}-rprof.prof", w.name(), hook.arg()));
+    let ours = dir.join("rprof.prof");
     let out = run(util::rprof()
         .args(["run", "--hook", hook.arg(), "--python"])
         .arg(&py.path)
@@ -67,13 +80,13 @@ fn check(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<String> {
             String::from_utf8_lossy(&out.stdout)
         ));
     }
-    if let Some(f) = timing_consistent(&ours, w.threaded) {
+    if let Some(f) = timing_consistent(py, &ours, w.threaded) {
         return Some(format!("{case}: {f}"));
     }
-    let reference = dir.join(format!("{}-{}-reference.prof", w.name(), hook.arg()));
+    let reference = dir.join("reference.prof");
     let mut cprofile = py.command();
     cprofile
-        .args(["-m", "cProfile", "-o"])
+        .args(["-m", reference_module(py), "-o"])
         .arg(&reference)
         .arg(&w.path)
         .args(&w.args);
@@ -106,9 +119,9 @@ fn compare_with_reference(
     } else {
         run(&mut cprofile)
     };
-    if !reference.exists() {
+    if !refrun.status.success() || !reference.exists() {
         return Some(format!(
-            "the reference profiler failed: {}",
+            "the reference profiler failed (or wrote nothing): {}",
             describe(&refrun)
         ));
     }
@@ -129,37 +142,64 @@ fn compare_with_reference(
 
 /// Times must add up: no function's own time exceeds its cumulative time,
 /// and (single-threaded) the outermost call's cumulative time is the sum of
-/// every function's own time, to within a few percent.
-fn timing_consistent(prof: &Path, threaded: bool) -> Option<String> {
-    let bytes = std::fs::read(prof).ok()?;
-    let profile = match rprof_format::read_pstats(&bytes) {
-        Ok(p) => p,
-        Err(e) => return Some(format!("cannot read rprof's own .prof: {e}")),
-    };
-    for f in &profile.functions {
-        let t = f.totals;
-        if t.tottime < 0.0 || t.tottime > t.cumtime * (1.0 + 1e-9) + 1e-9 {
-            return Some(format!(
-                "{:?}: tottime {} > cumtime {}",
-                f.func, t.tottime, t.cumtime
-            ));
+/// every function's own time, to within a few percent. The file is read by
+/// the interpreter's own `pstats`; a file it cannot read is a failure.
+fn timing_consistent(py: &Python, prof: &Path, threaded: bool) -> Option<String> {
+    let out = run(py
+        .command()
+        .arg("-c")
+        .arg(
+            "import pstats, sys\n\
+             st = pstats.Stats(sys.argv[1]).stats\n\
+             for k, (cc, nc, tt, ct, _) in st.items():\n\
+             \x20   print(repr(k), tt, ct)\n",
+        )
+        .arg(prof));
+    if !out.status.success() {
+        return Some(format!(
+            "pstats cannot read rprof's {}: {}",
+            prof.display(),
+            describe(&out)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = 0.0;
+    let mut top: f64 = 0.0;
+    for line in text.lines() {
+        let mut it = line.rsplitn(3, ' ');
+        let (Some(ct), Some(tt), Some(key)) = (it.next(), it.next(), it.next()) else {
+            return Some(format!("unexpected pstats line {line:?}"));
+        };
+        let (tt, ct): (f64, f64) = (tt.parse().unwrap(), ct.parse().unwrap());
+        if tt < 0.0 || tt > ct * (1.0 + 1e-9) + 1e-9 {
+            return Some(format!("{key}: tottime {tt} > cumtime {ct}"));
         }
+        total += tt;
+        top = top.max(ct);
     }
     if threaded {
         return None;
     }
-    let total = profile.total_time();
-    let top = profile
-        .functions
-        .iter()
-        .map(|f| f.totals.cumtime)
-        .fold(0.0, f64::max);
     if (total - top).abs() > 0.03 * top + 1e-4 {
         return Some(format!(
             "the sum of tottime ({total:.6} s) differs from the outermost cumtime ({top:.6} s) by more than 3%"
         ));
     }
     None
+}
+
+/// A fresh directory for one case, named after the workload, the
+/// interpreter and the hook, so that no file of another case can stand in
+/// for a missing one.
+fn case_dir(root: &Path, w: &Workload, py: &Python, hook: Hook) -> PathBuf {
+    let (a, b, c) = py.version;
+    let family = py
+        .path
+        .to_string_lossy()
+        .replace(|ch: char| !ch.is_ascii_alphanumeric(), "_");
+    let d = root.join(format!("{}-{a}.{b}.{c}-{family}-{}", w.name(), hook.arg()));
+    std::fs::create_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
 }
 
 /// Runs `check` for every workload on every interpreter the hook applies
@@ -187,7 +227,8 @@ fn suite(hook: Hook, what: &str, check: fn(&Python, &Workload, Hook, &Path) -> O
                 continue;
             }
             ran += 1;
-            if let Some(f) = check(py, w, hook, dir.path()) {
+            let case = case_dir(dir.path(), w, py, hook);
+            if let Some(f) = check(py, w, hook, &case) {
                 eprintln!("FAIL {f}");
                 failures.push(f);
             }
@@ -210,8 +251,9 @@ fn setprofile_hook_matches_cprofile() {
 #[test]
 fn monitoring_hook_matches_cprofile() {
     if !util::interpreters().iter().any(|p| p.at_least(3, 12)) {
-        eprintln!("skipping: no Python 3.12+ found for the monitoring hook");
-        return;
+        return util::skip(
+            "no Python 3.12+ found: the launched monitoring-hook differential suite did not run",
+        );
     }
     suite(Hook::Monitoring, "launched", check);
 }
@@ -230,29 +272,22 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
         hook.arg()
     );
     let runner = util::root().join("tests/differential/attach_runner.py");
-    let mut target = py
-        .command()
-        .arg(&runner)
-        .arg("attach")
-        .arg(&w.path)
-        .args(&w.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ours = dir.join(format!("{}-{}-attached.prof", w.name(), hook.arg()));
-    let outcome = capture_attached(&mut target, hook, &ours);
-    // Whatever happened, the runner is ended and reaped.
-    let _ = target.kill();
-    let _ = target.wait();
-    if let Err(e) = outcome {
-        return Some(format!("{case}: {e}"));
+    let ours = dir.join("rprof-attached.prof");
+    let capture = std::panic::catch_unwind(|| {
+        capture_attached(py, &runner, w, hook, &ours);
+    });
+    if let Err(e) = capture {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        return Some(format!("{case}: {msg}"));
     }
-    if let Some(f) = timing_consistent(&ours, true) {
+    if let Some(f) = timing_consistent(py, &ours, true) {
         return Some(format!("{case}: {f}"));
     }
-    let reference = dir.join(format!("{}-{}-attached-ref.prof", w.name(), hook.arg()));
+    let reference = dir.join("reference-attached.prof");
     let mut cprofile = py.command();
     cprofile
         .arg(&runner)
@@ -277,59 +312,37 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
 }
 
 /// Drives one attached run of the runner: wait for `ready`, attach, let
-/// the workload run, wait for `done`, detach with SIGINT.
-fn capture_attached(
-    target: &mut std::process::Child,
-    hook: Hook,
-    out: &Path,
-) -> Result<(), String> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::Stdio;
-
-    let mut stdin = target.stdin.take().ok_or("no stdin")?;
-    let mut lines = BufReader::new(target.stdout.take().ok_or("no stdout")?).lines();
-    let mut wait_for = |want: &str| lines.by_ref().map_while(Result::ok).any(|l| l == want);
-    if !wait_for("ready") {
-        return Err("the runner did not start".into());
-    }
-    let mut rprof = util::rprof()
-        .args(["attach", "--hook", hook.arg(), "-o"])
-        .arg(out)
-        .arg(target.id().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let result = (|| {
-        let mut err = BufReader::new(rprof.stderr.take().ok_or("no stderr")?);
-        let mut log = String::new();
-        loop {
-            let mut line = String::new();
-            if err.read_line(&mut line).unwrap_or(0) == 0 {
-                return Err(format!("rprof attach failed: {log}"));
-            }
-            log.push_str(&line);
-            if line.contains("attached to PID") {
-                break;
-            }
-        }
-        stdin.write_all(b"g").map_err(|e| e.to_string())?;
-        stdin.flush().map_err(|e| e.to_string())?;
-        if !wait_for("done") {
-            return Err("the workload did not finish".into());
-        }
-        util::signal(rprof.id(), "INT");
-        err.read_to_string(&mut log).ok();
-        let status = rprof.wait().map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err(format!("rprof exited with {status}:\n{log}"));
-        }
-        Ok(())
-    })();
-    let _ = rprof.kill();
-    let _ = rprof.wait();
-    stdin.write_all(b"xx").ok();
-    result
+/// the workload run, wait for `done`, detach with SIGINT. Every wait has a
+/// time limit; a hang, or either process exiting other than 0, panics with
+/// both outputs (and both processes are ended by PID).
+fn capture_attached(py: &Python, runner: &Path, w: &Workload, hook: Hook, out: &Path) {
+    let limit = Duration::from_secs(120);
+    let mut target = Spawned::spawn(
+        format!("attach_runner {} on {}", w.name(), py.label()),
+        py.command()
+            .arg(runner)
+            .arg("attach")
+            .arg(&w.path)
+            .args(&w.args),
+    );
+    target.expect_out("ready", limit);
+    let mut rprof = Spawned::spawn(
+        "rprof attach",
+        util::rprof()
+            .args(["attach", "--hook", hook.arg(), "-o"])
+            .arg(out)
+            .arg(target.pid().to_string()),
+    );
+    rprof.expect_err("attached to PID", limit);
+    target.write_stdin(b"g");
+    target.others.push(rprof.describe());
+    target.expect_out("done", limit);
+    util::signal(rprof.pid(), "INT");
+    rprof.others.push(target.describe());
+    rprof.expect_exit(0, limit);
+    target.write_stdin(b"xx");
+    target.others.clear();
+    target.expect_exit(0, limit);
 }
 
 #[test]
@@ -340,8 +353,136 @@ fn attached_setprofile_hook_matches_cprofile() {
 #[test]
 fn attached_monitoring_hook_matches_cprofile() {
     if !util::interpreters().iter().any(|p| p.at_least(3, 12)) {
-        eprintln!("skipping: no Python 3.12+ found for the monitoring hook");
-        return;
+        return util::skip(
+            "no Python 3.12+ found: the attached monitoring-hook differential suite did not run",
+        );
     }
     suite(Hook::Monitoring, "attached", check_attached);
+}
+
+/// compare.py's own self-test: it accepts identical statistics and rejects
+/// every kind of difference it promises to catch.
+#[test]
+fn compare_script_self_test() {
+    let py = util::interpreters().last().unwrap();
+    let out = run(py
+        .command()
+        .arg(util::root().join("tests/differential/selftest.py")));
+    assert!(out.status.success(), "{}: {}", py.label(), describe(&out));
+}
+
+/// The pure-Python per-thread reference against real cProfile (and the
+/// workloads' determinism), on one interpreter per hook; on every
+/// interpreter with `RPROF_STRESS=1`.
+#[test]
+fn reference_profiler_matches_real_cprofile() {
+    let pythons: Vec<&Python> = if std::env::var_os("RPROF_STRESS").is_some() {
+        util::interpreters().iter().collect()
+    } else {
+        util::one_per_hook()
+    };
+    let mut cmd = pythons[0].command();
+    cmd.arg(util::root().join("tests/differential/validate.py"));
+    for py in &pythons {
+        cmd.arg("--python").arg(&py.path);
+    }
+    if std::env::var_os("RPROF_STRESS").is_none() {
+        cmd.args(["--threaded-repeats", "1"]);
+    }
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Checks rprof's times against the truth `timing_truth.py` measured
+/// itself: cumtime of `sleeper` and `spinner` and tottime of `time.sleep`
+/// within 2 % + 1 ms of the summed wall time of their calls; `spinner`'s
+/// own time plus that of the clock it reads is its cumtime.
+fn check_timing_truth(py: &Python, prof: &Path, truth: &Path, what: &str) {
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(truth).unwrap_or_else(|e| {
+            panic!(
+                "{what}: the workload wrote no truth to {}: {e}",
+                truth.display()
+            )
+        }))
+        .unwrap();
+    let t = |k: &str| truth[k].as_f64().unwrap();
+    let stats = util::pstats(py, prof);
+    let find = |name: &str| -> (u64, u64, f64, f64) {
+        let hits: Vec<_> = stats.iter().filter(|(k, _)| k.2 == name).collect();
+        assert_eq!(hits.len(), 1, "{what}: {name} in {hits:?}");
+        *hits[0].1
+    };
+    let close = |got: f64, want: f64, label: &str| {
+        assert!(
+            (got - want).abs() <= 0.02 * want + 1e-3,
+            "{what}: {label} is {got:.6} s, the workload measured {want:.6} s (tolerance 2 % + 1 ms)"
+        );
+    };
+    let sleeper = find("sleeper");
+    let spinner = find("spinner");
+    let sleep = find("<built-in method time.sleep>");
+    let clock = find("<built-in method time.process_time>");
+    assert_eq!((sleeper.1, spinner.1, sleep.1), (4, 3, 4), "{what}: calls");
+    close(sleeper.3, t("sleeper"), "cumtime of sleeper");
+    close(sleep.2, t("time.sleep"), "tottime of time.sleep");
+    close(spinner.3, t("spinner"), "cumtime of spinner");
+    close(
+        spinner.2 + clock.2,
+        spinner.3,
+        "tottime of spinner + process_time",
+    );
+    // The sleeper's own time is the little around the sleep.
+    assert!(
+        sleeper.2 < 0.1 * sleeper.3,
+        "{what}: tottime of sleeper {sleeper:?}"
+    );
+}
+
+/// rprof's tottime and cumtime against times the workload measured itself,
+/// launched and attached, on one interpreter per hook (and the setprofile
+/// hook on the newest too).
+#[test]
+fn times_match_what_the_workload_measured() {
+    let script = util::root().join("tests/targets/timing_truth.py");
+    let runner = util::root().join("tests/differential/attach_runner.py");
+    let dir = tempfile::tempdir().unwrap();
+    for py in util::one_per_hook() {
+        let hooks: &[Hook] = if py.at_least(3, 12) {
+            &[Hook::Monitoring, Hook::SetProfile]
+        } else {
+            &[Hook::SetProfile]
+        };
+        for &hook in hooks {
+            let case = dir
+                .path()
+                .join(format!("{}.{}-{}", py.version.0, py.version.1, hook.arg()));
+            std::fs::create_dir(&case).unwrap();
+            let what = format!(
+                "timing_truth.py on {} with --hook {}",
+                py.label(),
+                hook.arg()
+            );
+            let (prof, truth) = (case.join("run.prof"), case.join("run.json"));
+            let out = run(util::rprof()
+                .args(["run", "--hook", hook.arg(), "--python"])
+                .arg(&py.path)
+                .arg("-o")
+                .arg(&prof)
+                .arg(&script)
+                .arg(&truth));
+            assert!(out.status.success(), "{what}: {}", describe(&out));
+            check_timing_truth(py, &prof, &truth, &format!("{what}, launched"));
+            let (prof, truth) = (case.join("attached.prof"), case.join("attached.json"));
+            let w = Workload {
+                path: script.clone(),
+                threaded: false,
+                min_python: None,
+                exit: 0,
+                args: vec![truth.display().to_string()],
+            };
+            capture_attached(py, &runner, &w, hook, &prof);
+            check_timing_truth(py, &prof, &truth, &format!("{what}, attached"));
+        }
+    }
 }

@@ -6,9 +6,12 @@
 //! `RPROF_TEST_PYTHON` (colon-separated). Unsupported versions are skipped
 //! with a message; finding none at all fails.
 
+mod adversarial_attach;
+mod adversarial_shim;
 mod attach;
 mod cli;
 mod differential;
 mod dist;
 mod formats;
+mod free_threaded;
 mod util;

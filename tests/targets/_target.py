@@ -69,12 +69,72 @@ def check(cond, msg):
         fail(msg)
 
 
-def leftover_hooks():
-    """What a detached rprof might have left behind in this thread: a
-    Python-level profile function, threading's profile hook, or (3.12+) a
-    registered sys.monitoring tool. C-level profile functions (the setprofile
-    hook) are invisible to sys.getprofile()."""
+def _probe_c_profile_offset():
+    """Where `c_profilefunc` lives in this interpreter's PyThreadState,
+    found from inside: install a known C function with PyEval_SetProfile
+    (PyErr_Occurred: it returns NULL, i.e. 0, when no exception is set,
+    which is what a profile function returns to say "carry on") and look
+    for its address in the thread state's memory, then remove it again.
+    Done at import, before any profiler is attached."""
+    import ctypes
+    import struct
+    api = ctypes.pythonapi
+    api.PyThreadState_Get.restype = ctypes.c_void_p
+    api.PyEval_SetProfile.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    api.PyEval_SetProfile.restype = None
+    marker = ctypes.cast(api.PyErr_Occurred, ctypes.c_void_p).value
+    ts = api.PyThreadState_Get()
+    size = 256
+    before = ctypes.string_at(ts, size)
+    api.PyEval_SetProfile(marker, None)
+    during = ctypes.string_at(ts, size)
+    api.PyEval_SetProfile(None, None)
+    after = ctypes.string_at(ts, size)
+    word = struct.calcsize("P")
+    for off in range(0, size, word):
+        (b,), (d,), (a,) = (struct.unpack_from("P", x, off) for x in (before, during, after))
+        if d == marker and b == 0 and a == 0:
+            return off
+    fail("cannot find c_profilefunc in PyThreadState (the probe itself is broken)")
+
+
+_C_PROFILE_OFFSET = [None]
+
+
+def c_profile_functions():
+    """`(thread id, c_profilefunc)` of every thread state of this
+    interpreter whose C-level profile function is set: what a setprofile
+    hook left behind would look like (sys.getprofile() cannot see it)."""
+    import ctypes
+    api = ctypes.pythonapi
+    if _C_PROFILE_OFFSET[0] is None:
+        _C_PROFILE_OFFSET[0] = _probe_c_profile_offset()
+    off = _C_PROFILE_OFFSET[0]
+    api.PyInterpreterState_Head.restype = ctypes.c_void_p
+    api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+    api.PyInterpreterState_ThreadHead.restype = ctypes.c_void_p
+    api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+    api.PyThreadState_Next.restype = ctypes.c_void_p
     found = []
+    interp = api.PyInterpreterState_Head()
+    ts = api.PyInterpreterState_ThreadHead(interp)
+    while ts:
+        func = ctypes.c_void_p.from_address(ts + off).value
+        if func:
+            found.append((ts, func))
+        ts = api.PyThreadState_Next(ts)
+    return found
+
+
+def leftover_hooks():
+    """What a detached rprof might have left behind: a Python-level profile
+    function, threading's profile hook, a C-level profile function on any
+    thread (the setprofile hook: invisible to sys.getprofile(), so read
+    from the thread states through ctypes), or (3.12+) a registered
+    sys.monitoring tool or events still set for one."""
+    found = []
+    for ts, func in c_profile_functions():
+        found.append("C profile function 0x%x on thread state 0x%x" % (func, ts))
     if sys.getprofile() is not None:
         found.append("sys.getprofile() = %r" % (sys.getprofile(),))
     getter = getattr(threading, "getprofile", None)  # 3.10+
@@ -86,6 +146,8 @@ def leftover_hooks():
         for tool in range(6):
             if mon.get_tool(tool) is not None:
                 found.append("sys.monitoring tool %d = %r" % (tool, mon.get_tool(tool)))
+            if mon.get_events(tool):
+                found.append("sys.monitoring events 0x%x set for tool %d" % (mon.get_events(tool), tool))
     return found
 
 
@@ -94,3 +156,7 @@ def check_clean():
         return
     left = leftover_hooks()
     check(not left, "left behind after detach: %s" % "; ".join(left))
+
+
+# Found now, before any profiler can be attached (see c_profile_functions).
+_C_PROFILE_OFFSET[0] = _probe_c_profile_offset()

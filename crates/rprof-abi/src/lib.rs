@@ -16,6 +16,13 @@
 //! straddles the end of the data area; a longer record that would is
 //! preceded by a [`Kind::Pad`] record that fills the rest of the area.
 //!
+//! After the data area come [`Header::segments`] per-thread *segments*
+//! (see [`segment`]): on free-threaded builds several threads run Python at
+//! once, so each thread claims a segment of its own and is its single
+//! producer; the shared data area then carries only the capture's start,
+//! end and thread names. GIL builds never touch the segments (the file is
+//! sparse, so they cost no memory).
+//!
 //! The layout is versioned by [`MAGIC`] and [`LAYOUT_VERSION`]: a reader
 //! rejects a ring written by another release instead of misreading it.
 #![no_std]
@@ -27,7 +34,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"rprofrg\n";
 /// Bumped whenever anything in this crate changes meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of the header area in bytes; the data area starts here.
 pub const HEADER_BYTES: usize = 4096;
 /// Longest string (in bytes) a definition record carries; longer strings
@@ -108,8 +115,15 @@ pub enum Mode {
     Floor = 1,
 }
 
-/// How long the shim waits for a silent reader before it stops recording.
+/// How long the shim waits for a silent reader before it stops recording,
+/// measured on the shim's own clock while [`Header::heartbeat`] does not
+/// move.
 pub const READER_TIMEOUT_NS: u64 = 1_000_000_000;
+/// The longest one write waits for ring space with [`FullPolicy::Wait`]
+/// (other threads wait as long, for the GIL). After that, the event is
+/// dropped and counted in [`Header::dropped`]; if the reader also showed no
+/// sign of life meanwhile, the capture is abandoned.
+pub const MAX_WAIT_NS: u64 = READER_TIMEOUT_NS;
 
 /// Shim life cycle, in [`Header::shim_state`].
 pub mod state {
@@ -125,6 +139,8 @@ pub mod state {
     /// The shim could not start; [`Header::error`](super::Header::error)
     /// says why.
     pub const FAILED: u32 = 4;
+    /// The attach agent runs and waits for the GIL to start the capture.
+    pub const WAITING_FOR_GIL: u32 = 5;
 }
 
 /// Reader → shim requests, in [`Header::command`].
@@ -161,7 +177,11 @@ pub struct Header {
     pub reader_pid: u32,
     /// [`Mode`]: record, or only measure the hook's own cost.
     pub mode: u32,
-    _pad0: [u8; 20],
+    /// Number of per-thread segments after the data area (see [`segment`]).
+    pub segments: u32,
+    /// Size of each segment's data area in words; a power of two.
+    pub segment_words: u64,
+    _pad0: [u8; 8],
 
     /// Producer cursor, in words (shim).
     pub head: AtomicU64,
@@ -185,8 +205,12 @@ pub struct Header {
 
     /// Consumer cursor, in words (reader).
     pub tail: AtomicU64,
-    /// `CLOCK_MONOTONIC` nanoseconds of the reader's last sign of life.
-    pub heartbeat_ns: AtomicU64,
+    /// The reader's sign of life: a counter it advances every time it
+    /// drains the ring (at least every few milliseconds). The shim decides
+    /// the reader is gone when this stops moving for [`READER_TIMEOUT_NS`]
+    /// by its *own* clock: no timestamp crosses the process boundary, so
+    /// readers and targets in different time namespaces agree.
+    pub heartbeat: AtomicU64,
     /// One of [`command`] (reader).
     pub command: AtomicU32,
     _pad2: [u8; 44],
@@ -200,6 +224,7 @@ const _: () = assert!(size_of::<Header>() <= HEADER_BYTES);
 const _: () = assert!(core::mem::offset_of!(Header, head) == 64);
 const _: () = assert!(core::mem::offset_of!(Header, tail) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, error) == 192);
+const _: () = assert!(core::mem::offset_of!(Header, segment_words) == 48);
 
 impl Header {
     /// A header for a data area of `capacity_words` words.
@@ -220,7 +245,9 @@ impl Header {
             full_policy: full_policy as u32,
             reader_pid,
             mode: Mode::Record as u32,
-            _pad0: [0; 20],
+            segments: 0,
+            segment_words: 0,
+            _pad0: [0; 8],
             head: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             wait_ns: AtomicU64::new(0),
@@ -232,7 +259,7 @@ impl Header {
             threads_hooked: AtomicU32::new(0),
             _pad1: [0; 12],
             tail: AtomicU64::new(0),
-            heartbeat_ns: AtomicU64::new(0),
+            heartbeat: AtomicU64::new(0),
             command: AtomicU32::new(command::RUN),
             _pad2: [0; 44],
             error: [0; ERROR_BYTES],
@@ -252,13 +279,24 @@ impl Header {
         if !cap.is_power_of_two() || cap < MIN_CAPACITY_WORDS {
             return Err(LayoutError::Capacity(cap));
         }
-        let need = (cap as usize)
-            .checked_mul(8)
-            .and_then(|d| d.checked_add(HEADER_BYTES));
-        match need {
+        let seg = self.segment_words;
+        if self.segments > segment::MAX_SEGMENTS
+            || (self.segments > 0 && (!seg.is_power_of_two() || seg < MIN_CAPACITY_WORDS))
+        {
+            return Err(LayoutError::Capacity(seg));
+        }
+        match crate::file_bytes(cap, self.segments, seg) {
             Some(n) if n <= file_bytes => Ok(()),
             _ => Err(LayoutError::Capacity(cap)),
         }
+    }
+
+    /// Byte offset of segment `i` (its [`segment::SegmentHeader`]) in the
+    /// file; its data area follows the header.
+    pub fn segment_offset(&self, i: u32) -> usize {
+        HEADER_BYTES
+            + self.capacity_words as usize * 8
+            + i as usize * (segment::SEGMENT_HEADER_BYTES + self.segment_words as usize * 8)
     }
 
     /// The shim's failure message, if any.
@@ -270,6 +308,69 @@ impl Header {
             .unwrap_or(ERROR_BYTES);
         &self.error[..end]
     }
+}
+
+/// Size of a ring file: header, data area, segments. None on overflow.
+pub fn file_bytes(capacity_words: u64, segments: u32, segment_words: u64) -> Option<usize> {
+    let data = (capacity_words as usize).checked_mul(8)?;
+    let one = (segment_words as usize)
+        .checked_mul(8)?
+        .checked_add(segment::SEGMENT_HEADER_BYTES)?;
+    let segs = one.checked_mul(segments as usize)?;
+    HEADER_BYTES.checked_add(data)?.checked_add(segs)
+}
+
+/// Per-thread segments, for builds where several threads run Python at once.
+///
+/// A segment is a ring of its own with the same record format as the main
+/// data area, and exactly one producer at a time: the thread that claimed
+/// it. A thread claims a segment the first time it records, by moving its
+/// [`SegmentHeader::state`] from [`FREE`] to [`OWNED`] with a
+/// compare-and-swap (no lock), and starts with a [`Kind::Thread`] record
+/// naming itself. It defines every function id it uses in its own segment
+/// before using it; ids are unique across segments (one atomic counter in
+/// the shim), so a reader can replay segments in any interleaving, one
+/// stack per thread. A thread that ends publishes everything and moves the
+/// state to [`RETIRED`]; the reader, once it has read everything up to
+/// `head`, moves it back to [`FREE`] for another thread (cursors keep
+/// counting; a new owner starts with its Thread record).
+pub mod segment {
+    use core::sync::atomic::{AtomicU32, AtomicU64};
+
+    /// Bytes of a [`SegmentHeader`]; the segment's data follows.
+    pub const SEGMENT_HEADER_BYTES: usize = 128;
+    /// Upper bound on [`Header::segments`](super::Header::segments).
+    pub const MAX_SEGMENTS: u32 = 4096;
+    /// Segments a reader creates by default: more threads than this
+    /// recording at once lose the events of the extra ones (counted).
+    pub const DEFAULT_SEGMENTS: u32 = 128;
+
+    /// Nobody owns the segment.
+    pub const FREE: u32 = 0;
+    /// A thread writes to it.
+    pub const OWNED: u32 = 1;
+    /// Its thread ended; the reader frees it once drained.
+    pub const RETIRED: u32 = 2;
+
+    /// The head of one segment. The first cache line is the producer's,
+    /// the second the consumer's.
+    #[repr(C, align(64))]
+    pub struct SegmentHeader {
+        /// [`FREE`], [`OWNED`] or [`RETIRED`].
+        pub state: AtomicU32,
+        _pad0: u32,
+        /// Producer cursor in words (owner), published with `Release`.
+        pub head: AtomicU64,
+        /// Native thread id of the owner, for diagnostics.
+        pub owner: AtomicU64,
+        _pad1: [u8; 40],
+        /// Consumer cursor in words (reader).
+        pub tail: AtomicU64,
+        _pad2: [u8; 56],
+    }
+
+    const _: () = assert!(core::mem::size_of::<SegmentHeader>() == SEGMENT_HEADER_BYTES);
+    const _: () = assert!(core::mem::offset_of!(SegmentHeader, tail) == 64);
 }
 
 /// Why a ring could not be used.

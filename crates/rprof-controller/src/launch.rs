@@ -69,7 +69,10 @@ def _rprof_main():
         main.__file__ = filename
         main.__cached__ = None
         main.__package__ = None
-        main.__loader__ = None
+        # As python sets them for a script: the builtins module (not its
+        # dict, which exec would put there) and a SourceFileLoader.
+        main.__builtins__ = sys.modules["builtins"]
+        main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", filename)
         main.__spec__ = None
         sys.modules["__main__"] = main
         globs = main.__dict__

@@ -2,7 +2,7 @@
 //! process and the capture started there.
 //!
 //! * [`shim`] carries the shim library (built from `injector/` by this
-//!   crate's build script) and writes it into a private working directory.
+//!   crate's build script) and the memfds that hand it and the ring over.
 //! * [`launch`] starts a script or module under the shim, as
 //!   `python -m cProfile` would run it (`rprof run`).
 //!
@@ -13,9 +13,24 @@ pub mod attach;
 pub mod launch;
 pub mod shim;
 pub mod signals;
+pub mod testing;
 
 pub use launch::{Launch, Target};
-pub use shim::Workdir;
+
+/// The newest CPython `(major, minor)` rprof is tested with. Newer ones are
+/// profiled (every layout the shim relies on is probed, never assumed), with
+/// a warning.
+pub const NEWEST_TESTED: (u32, u32) = (3, 15);
+
+/// The one-line warning for an interpreter newer than [`NEWEST_TESTED`].
+pub fn untested_version_warning(major: u32, minor: u32) -> Option<String> {
+    let (a, b) = NEWEST_TESTED;
+    ((major, minor) > NEWEST_TESTED).then(|| {
+        format!(
+            "rprof: warning: Python {major}.{minor} is newer than the newest rprof is tested with ({a}.{b}); check the profile against cProfile before trusting it"
+        )
+    })
+}
 
 /// Errors of the controller, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]

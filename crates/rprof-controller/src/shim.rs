@@ -1,185 +1,169 @@
-//! The shim library, embedded in rprof, and the private directory it is
-//! written to for the target to load.
+//! The shim library, embedded in rprof, and the anonymous memory files
+//! (memfds) that carry it and the ring to the target.
 //!
-//! The directory is created with mode 0700 (under `/dev/shm` when it is
-//! writable, so the ring lives in memory), holds the shim and the ring file,
-//! and is removed when the [`Workdir`] is dropped.
+//! Nothing rprof hands to a target has a path: the shim and the ring live
+//! in memfds, so there is no directory to race for, no file to clean up,
+//! no `/dev/shm` to be too small or mounted `noexec`. `rprof run` creates
+//! them itself and the child opens them through `/proc/RPROF/fd/N`;
+//! `rprof attach` has the target create them (see `attach`), so that they
+//! are the target's own and charged to it.
+//!
+//! Every byte of a ring is reserved (`fallocate`) before the shim may
+//! write to it, so that writing can never fault for want of memory
+//! (SIGBUS), and the ring is sealed against shrinking, so that the target
+//! cannot make rprof's own reads fault either.
 
-use crate::ControllerError;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
 
 /// The shim built from `injector/` for this platform.
 pub static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/librprof_injector.so"));
 
-/// File name of the shim: it carries a hash of the shim's bytes, so that
-/// `rprof attach` can recognise this very build already loaded in a target
-/// (the shim is never unloaded) and reuse it.
-pub fn file_name() -> String {
-    // FNV-1a, 64 bits.
+/// A hash of the shim's bytes (FNV-1a, 64 bits, hex): part of the shim
+/// memfd's name, so that `rprof attach` recognises this very build already
+/// loaded in a target (the shim is never unloaded) and reuses it.
+pub fn hash() -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in SHIM {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("librprof_injector-{h:016x}.so")
-}
-/// File name of the ring inside a [`Workdir`].
-pub const RING_NAME: &str = "ring";
-
-/// A private directory holding the shim and the ring of one capture.
-///
-/// Paths come in two views: *local*, as rprof opens them, and *target*, as
-/// the profiled process opens them (they differ when the target lives in
-/// another mount namespace and is reached through `/proc/PID/root`).
-pub struct Workdir {
-    dir: tempfile::TempDir,
-    shim: PathBuf,
-    target_dir: PathBuf,
+    format!("{h:016x}")
 }
 
-impl Workdir {
-    /// Creates the directory (in `/dev/shm`, else the temporary directory)
-    /// and writes the shim into it, for a target started by rprof.
-    pub fn new() -> Result<Workdir, ControllerError> {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        Self::create(&base, &base, None)
-    }
+/// What every shim memfd's name starts with.
+pub const SHIM_NAME_PREFIX: &str = "rprof-shim-";
+/// What every ring memfd's name starts with.
+pub const RING_NAME_PREFIX: &str = "rprof-ring-";
 
-    /// The same in `local` (the target's `target` directory as rprof sees
-    /// it), owned by the target's `(uid, gid)` so that it can open the
-    /// files, and by no one else.
-    pub fn for_target(
-        local: &Path,
-        target: &Path,
-        owner: (u32, u32),
-    ) -> Result<Workdir, ControllerError> {
-        Self::create(local, target, Some(owner))
-    }
-
-    fn create(
-        local: &Path,
-        target: &Path,
-        owner: Option<(u32, u32)>,
-    ) -> Result<Workdir, ControllerError> {
-        sweep_stale(local);
-        let mut builder = tempfile::Builder::new();
-        builder
-            .prefix("rprof-")
-            .permissions(std::fs::Permissions::from_mode(0o700));
-        let dir = builder.tempdir_in(local).map_err(|e| ControllerError::Io {
-            what: format!("cannot create a private directory in {}", local.display()),
-            source: e,
-        })?;
-        let chown = |p: &Path| -> Result<(), ControllerError> {
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| {
-                    ControllerError::Io {
-                        what: format!(
-                            "cannot give {} to the target's user (uid {uid})",
-                            p.display()
-                        ),
-                        source: e,
-                    }
-                })?;
-            }
-            Ok(())
-        };
-        chown(dir.path())?;
-        let target_dir = target.join(dir.path().file_name().unwrap_or_default());
-        let shim = dir.path().join(file_name());
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o500)
-            .open(&shim)
-            .and_then(|mut f| f.write_all(SHIM).map(|_| f))
-            .map_err(|e| ControllerError::Io {
-                what: format!("cannot write the shim to {}", shim.display()),
-                source: e,
-            })?;
-        f.flush().ok();
-        chown(&shim)?;
-        Ok(Workdir {
-            dir,
-            shim,
-            target_dir,
-        })
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The shim's path.
-    pub fn shim(&self) -> &Path {
-        &self.shim
-    }
-
-    /// Where the ring file goes.
-    pub fn ring(&self) -> PathBuf {
-        self.dir.path().join(RING_NAME)
-    }
-
-    /// The shim's path as the target sees it.
-    pub fn target_shim(&self) -> PathBuf {
-        self.target_dir.join(file_name())
-    }
-
-    /// The ring's path as the target sees it.
-    pub fn target_ring(&self) -> PathBuf {
-        self.target_dir.join(RING_NAME)
-    }
+/// The memfd name of a shim of this build.
+pub fn shim_name(nonce: &str) -> String {
+    format!("{SHIM_NAME_PREFIX}{}-{nonce}", hash())
 }
 
-/// Removes the directories of earlier rprof runs that were killed before
-/// they could clean up: those whose ring names a reader process that no
-/// longer exists, or that never got a ring and are over a minute old.
-fn sweep_stale(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        let is_ours = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with("rprof-"))
-            && e.file_type().is_ok_and(|t| t.is_dir());
-        if !is_ours {
-            continue;
+/// The memfd name of a ring.
+pub fn ring_name(nonce: &str) -> String {
+    format!("{RING_NAME_PREFIX}{nonce}")
+}
+
+/// How a memfd named `name` shows in `/proc/PID/fd` and `/proc/PID/maps`.
+pub fn memfd_link(name: &str) -> String {
+    format!("/memfd:{name} (deleted)")
+}
+
+/// Whether a mapping or fd link is a shim of this build.
+pub fn is_this_shim(link: &str) -> bool {
+    link.strip_prefix("/memfd:")
+        .and_then(|n| n.strip_prefix(SHIM_NAME_PREFIX))
+        .is_some_and(|rest| rest.starts_with(&hash()))
+}
+
+/// Whether a mapping or fd link is an rprof ring.
+pub fn is_ring(link: &str) -> bool {
+    link.starts_with(&format!("/memfd:{RING_NAME_PREFIX}"))
+}
+
+/// Whether a mapping or fd link is any rprof memfd.
+pub fn is_rprof_memfd(link: &str) -> bool {
+    link.starts_with("/memfd:rprof-")
+}
+
+/// 16 random hex digits.
+pub fn nonce() -> String {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Unpredictability is not needed for correctness (the name only has
+        // to be new); fall back on time and pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        b = (t ^ u64::from(std::process::id()).rotate_left(40)).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `MFD_EXEC`: executable even where `vm.memfd_noexec` makes memfds
+/// non-executable by default (Linux 6.3+; older kernels refuse the flag).
+pub const MFD_EXEC: u32 = 0x10;
+
+/// Creates a memfd in this process (close-on-exec, sealable).
+pub fn memfd(name: &str, exec: bool) -> io::Result<File> {
+    let cname = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    for extra in if exec { vec![MFD_EXEC, 0] } else { vec![0] } {
+        // SAFETY: memfd_create reads the NUL-terminated name.
+        let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags | extra) };
+        if fd >= 0 {
+            // SAFETY: fd is a new descriptor we own.
+            return Ok(unsafe { File::from_raw_fd(fd) });
         }
-        let head = std::fs::File::open(dir.join(RING_NAME)).and_then(|mut f| {
-            let mut bytes = [0u8; 64];
-            std::io::Read::read_exact(&mut f, &mut bytes).map(|_| bytes)
-        });
-        let stale = match head {
-            Ok(bytes) => {
-                let at = std::mem::offset_of!(rprof_abi::Header, reader_pid);
-                let pid = bytes
-                    .get(at..at + 4)
-                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                bytes.starts_with(&rprof_abi::MAGIC)
-                    && pid.is_some_and(|p| p != 0 && !Path::new(&format!("/proc/{p}")).exists())
-            }
-            Err(_) => e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > std::time::Duration::from_secs(60)),
-        };
-        if stale {
-            let _ = std::fs::remove_dir_all(&dir);
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
         }
     }
+    Err(io::Error::last_os_error())
+}
+
+/// A ring's size: `total` bytes, of which the first `reserved` are
+/// written by every capture and reserved before the shim may write.
+#[derive(Clone, Copy, Debug)]
+pub struct RingBytes {
+    /// The memfd's size.
+    pub total: u64,
+    /// How much of it, from the start, is reserved (`fallocate`).
+    pub reserved: u64,
+}
+
+/// Sizes `file` to `bytes.total` and reserves the pages of its first
+/// `bytes.reserved` bytes.
+pub fn reserve(file: &File, bytes: RingBytes) -> io::Result<()> {
+    file.set_len(bytes.total)?;
+    let len = bytes.reserved.min(bytes.total);
+    // SAFETY: fallocate on a descriptor we hold; mode 0 allocates.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Adds `seals` (`F_SEAL_*`) to a memfd.
+pub fn seal(file: &File, seals: i32) -> io::Result<()> {
+    // SAFETY: fcntl F_ADD_SEALS on a descriptor we hold.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The seals of a ring: its size is fixed for good.
+pub const RING_SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+/// The seals of a shim: its bytes are fixed for good.
+pub const SHIM_SEALS: i32 =
+    libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// Writes the shim into an empty memfd and seals it.
+pub fn fill_shim(file: &File) -> io::Result<()> {
+    file.write_all_at(SHIM, 0)?;
+    seal(file, SHIM_SEALS)
+}
+
+/// A memfd holding the shim, sealed, in this process.
+pub fn shim_memfd() -> io::Result<File> {
+    let f = memfd(&shim_name(&nonce()), true)?;
+    fill_shim(&f)?;
+    Ok(f)
+}
+
+/// How a child of this process can open `file`: `/proc/PID/fd/N`.
+pub fn proc_path(file: &File) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd())
 }
 
 #[cfg(test)]
@@ -187,16 +171,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workdir_is_private_and_removed() {
-        let w = Workdir::new().unwrap();
-        let mode = std::fs::metadata(w.path()).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-        assert_eq!(w.target_shim(), w.shim());
-        assert!(file_name().starts_with("librprof_injector-"));
-        assert_eq!(std::fs::read(w.shim()).unwrap(), SHIM);
+    fn shim_memfd_is_sealed_and_named() {
+        let f = shim_memfd().unwrap();
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
+        let link = link.to_string_lossy();
+        assert!(is_this_shim(&link), "{link}");
+        assert!(is_rprof_memfd(&link) && !is_ring(&link));
+        assert_eq!(std::fs::read(proc_path(&f)).unwrap(), SHIM);
         assert!(SHIM.starts_with(b"\x7fELF"));
-        let p = w.path().to_path_buf();
-        drop(w);
-        assert!(!p.exists());
+        // Sealed: no more writes.
+        assert!(f.write_all_at(b"x", 0).is_err());
+        let st = f.metadata().unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&st), 0);
+    }
+
+    #[test]
+    fn ring_memfd_is_reserved_and_cannot_shrink() {
+        let f = memfd(&ring_name(&nonce()), false).unwrap();
+        reserve(
+            &f,
+            RingBytes {
+                total: 2 << 20,
+                reserved: 1 << 20,
+            },
+        )
+        .unwrap();
+        seal(&f, RING_SEALS).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 2 << 20);
+        // The reserved part is allocated, the rest sparse.
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap());
+        assert_eq!(blocks * 512, 1 << 20);
+        assert!(f.set_len(0).is_err());
+        assert_ne!(nonce(), nonce());
     }
 }

@@ -1,7 +1,9 @@
-//! Catching SIGINT and SIGTERM while a capture runs, so that rprof can end
-//! the capture cleanly and still write what it captured.
+//! Catching SIGINT, SIGTERM, SIGHUP and SIGQUIT, so that rprof can end a
+//! capture cleanly and still write what it captured, and so that none of
+//! them can end rprof while a borrowed thread is inside an injected call:
+//! the attach code looks at them only between calls.
 //!
-//! The handler only stores the signal number; the capture loop polls it.
+//! The handler only stores the signal number; the code polls it.
 //! Handlers (unlike ignored signals) are reset by `exec`, so a child started
 //! afterwards gets the default behaviour.
 
@@ -13,9 +15,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
     RECEIVED.store(sig, Ordering::Relaxed);
 }
 
-/// Installs the handler for SIGINT and SIGTERM.
+/// Installs the handler for SIGINT, SIGTERM, SIGHUP and SIGQUIT.
 pub fn catch_interrupts() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // SAFETY: the handler is async-signal-safe (one atomic store), and
         // sigaction is given a fully initialised struct.
         unsafe {
@@ -26,6 +28,11 @@ pub fn catch_interrupts() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+/// Whether a signal arrived and was not taken yet.
+pub fn pending() -> bool {
+    RECEIVED.load(Ordering::Relaxed) != 0
 }
 
 /// The last signal received since the previous call, if any.

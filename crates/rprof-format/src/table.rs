@@ -217,11 +217,31 @@ pub fn render_table(profile: &Profile, options: &TableOptions) -> String {
         } else {
             let _ = write!(out, "{} ", f8(row.cumtime / row.primitive as f64));
         }
-        out.push_str(&row.std_name);
+        push_escaped(&mut out, &row.std_name);
         out.push('\n');
     }
     out.push_str("\n\n");
     out
+}
+
+/// Appends `s` with every character that could drive a terminal or
+/// reorder what it shows escaped: C0 and C1 control characters and DEL
+/// (`\x1b`, `\u{9b}`) and the bidirectional formatting characters
+/// (`\u{202e}`). File and function names come from the profiled program,
+/// which may be hostile; printed raw, they could move the cursor, rewrite
+/// earlier lines or disguise a name.
+pub fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        let u = c as u32;
+        let bidi = matches!(u, 0x061c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069);
+        if u < 0x20 || u == 0x7f {
+            let _ = write!(out, "\\x{u:02x}");
+        } else if (0x80..0xa0).contains(&u) || bidi {
+            let _ = write!(out, "\\u{{{u:x}}}");
+        } else {
+            out.push(c);
+        }
+    }
 }
 
 /// pstats' `TupleComp.compare`: per field, `<` gives -direction and `>`
@@ -417,6 +437,21 @@ mod tests {
         );
         let empty = render_table(&Profile::default(), &TableOptions::default());
         assert_eq!(empty, "         0 function calls in 0.000 seconds\n\n");
+    }
+
+    #[test]
+    fn hostile_names_are_escaped() {
+        let f = Function::python("/tmp/\x1b[2J\r.py", 1, "f\u{202e}gpj.exe\u{9b}\x07");
+        let p = Profile {
+            functions: vec![function(f, 1, 1, 0.0, 0.0)],
+        };
+        let t = render_table(&p, &TableOptions::default());
+        assert!(!t.chars().any(|c| (c as u32) < 0x20 && c != '\n'), "{t:?}");
+        assert!(!t.contains('\u{202e}') && !t.contains('\u{9b}') && !t.contains('\x7f'));
+        assert!(
+            t.contains("\\x1b[2J\\x0d.py:1(f\\u{202e}gpj.exe\\u{9b}\\x07)"),
+            "{t}"
+        );
     }
 
     #[test]

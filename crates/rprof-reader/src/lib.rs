@@ -37,7 +37,7 @@ pub use stream::Stream;
 
 use rprof_abi::{state, Clock, Hook};
 use rprof_stats::{CallPaths, PathLimits, Profile};
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// Errors of the reader.
 #[derive(Debug, thiserror::Error)]
@@ -94,13 +94,23 @@ pub struct Summary {
     pub shim_error: Option<String>,
     /// Why reading stopped early, if it did.
     pub corrupt: Option<String>,
+    /// What the reader refused to keep because a bound was reached (a
+    /// hostile or broken ring); see [`rprof_stats::limits`].
+    pub refused: rprof_stats::Refused,
+    /// Events dropped because their thread was refused.
+    pub refused_events: u64,
 }
 
 impl Summary {
     /// True when the statistics are complete: nothing dropped, nothing
     /// corrupt, nothing abandoned.
     pub fn is_exact(&self) -> bool {
-        self.dropped == 0 && self.invalid_events == 0 && self.corrupt.is_none() && !self.abandoned
+        self.dropped == 0
+            && self.invalid_events == 0
+            && self.corrupt.is_none()
+            && !self.abandoned
+            && !self.refused.any()
+            && self.refused_events == 0
     }
 }
 
@@ -123,6 +133,16 @@ pub struct Session {
     stream: Stream,
     calibration: clock::Sample,
     corrupt: Option<String>,
+    segments: Vec<SegmentRead>,
+}
+
+/// The reader's side of one per-thread segment.
+#[derive(Default)]
+struct SegmentRead {
+    tail: u64,
+    buf: Vec<u64>,
+    /// The owner's thread, once its Thread record was read.
+    thread: Option<u64>,
 }
 
 impl Session {
@@ -136,6 +156,7 @@ impl Session {
             stream: Stream::new(),
             calibration: clock::Sample::now(),
             corrupt: None,
+            segments: Vec::new(),
         }
     }
 
@@ -173,6 +194,83 @@ impl Session {
         if self.stream.stop_ts.is_some() || self.corrupt.is_some() {
             return Ok(0);
         }
+        let mut read = self.drain_segments()?;
+        read += self.drain_main()?;
+        if self.stream.stop_ts.is_some() {
+            // The shim wrote Stop after every hook was gone and every
+            // segment published: this is the last of them.
+            read += self.drain_segments()?;
+        }
+        Ok(read)
+    }
+
+    /// Reads every per-thread segment (free-threaded builds; see
+    /// `rprof_abi::segment`), and frees the drained ones whose thread ended.
+    fn drain_segments(&mut self) -> Result<usize, ReaderError> {
+        let n = self.ring.segments();
+        if self.segments.len() < n as usize {
+            self.segments.resize_with(n as usize, SegmentRead::default);
+        }
+        let cap = self.ring.segment_capacity() as usize;
+        let mut read = 0;
+        for i in 0..n {
+            let sh = self.ring.segment(i);
+            let st = sh.state.load(Acquire);
+            let seg = &mut self.segments[i as usize];
+            if st == rprof_abi::segment::FREE && sh.head.load(Acquire) == seg.tail {
+                continue;
+            }
+            let before = seg.buf.len();
+            let tail = match self.ring.segment_copy_out(i, seg.tail, cap, &mut seg.buf) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.corrupt = Some(format!("segment {i}: {e}"));
+                    return Err(e);
+                }
+            };
+            self.ring.segment_release(i, tail);
+            seg.tail = tail;
+            read += seg.buf.len() - before;
+            let buf = std::mem::take(&mut seg.buf);
+            let result = self.stream.process_segment(&buf, &mut seg.thread);
+            seg.buf = buf;
+            match result {
+                Ok(used) => {
+                    seg.buf.drain(..used);
+                    if seg.buf.len() > cap {
+                        let e = ReaderError::Corrupt("a record longer than a segment".into());
+                        self.corrupt = Some(e.to_string());
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    self.corrupt = Some(e.to_string());
+                    seg.buf.clear();
+                    return Err(e);
+                }
+            }
+            // A retired segment read to its end goes back to the pool; its
+            // next owner starts with a Thread record of its own.
+            if st == rprof_abi::segment::RETIRED
+                && seg.buf.is_empty()
+                && sh.head.load(Acquire) == seg.tail
+            {
+                seg.thread = None;
+                sh.state
+                    .compare_exchange(
+                        rprof_abi::segment::RETIRED,
+                        rprof_abi::segment::FREE,
+                        AcqRel,
+                        Relaxed,
+                    )
+                    .ok();
+            }
+        }
+        Ok(read)
+    }
+
+    /// Reads the main data area.
+    fn drain_main(&mut self) -> Result<usize, ReaderError> {
         let before = self.buf.len();
         let cap = self.ring.capacity() as usize;
         let tail = match self.ring.copy_out(self.tail, cap, &mut self.buf) {
@@ -218,6 +316,7 @@ impl Session {
         let v = h.python_version.load(Relaxed);
         let st = h.shim_state.load(Acquire);
         let error = String::from_utf8_lossy(h.error_message()).into_owned();
+        let (refused, refused_events) = self.stream.refused();
         let summary = Summary {
             python_version: (v != 0).then_some(((v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8)),
             hook: Hook::from_u32(h.hook_used.load(Relaxed)).filter(|_| v != 0),
@@ -233,6 +332,8 @@ impl Session {
             abandoned: st == state::ABANDONED,
             shim_error: (st == state::FAILED).then_some(error),
             corrupt: self.corrupt,
+            refused,
+            refused_events,
         };
         let (profile, paths) = self.stream.finish_with_paths(spt);
         Capture {
@@ -290,6 +391,68 @@ mod tests {
     fn unsafe_map(f: &std::fs::File) -> memmap2::MmapMut {
         // SAFETY: a test-private file; the session's own mapping only copies.
         unsafe { memmap2::MmapMut::map_mut(f) }.unwrap()
+    }
+
+    /// Plays one thread of a free-threaded shim: writes `words` at the
+    /// start of segment `i` and publishes them.
+    fn publish_segment(s: &Session, i: u32, words: &[u64]) {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.ring().path())
+            .unwrap();
+        let mut m = unsafe_map(&f);
+        let off = s.ring().header().segment_offset(i) + rprof_abi::segment::SEGMENT_HEADER_BYTES;
+        for (k, w) in words.iter().enumerate() {
+            m[off + k * 8..off + k * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        let seg = s.ring().segment(i);
+        seg.state.store(rprof_abi::segment::OWNED, Release);
+        seg.head.store(words.len() as u64, Release);
+    }
+
+    #[test]
+    fn segments_replay_one_stack_per_thread_in_any_interleaving() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session::new(ring(&dir));
+        assert!(s.ring().segments() >= 2);
+        // Two threads in the same recursive function at the same time:
+        // each segment defines the ids it uses (unique across segments).
+        let mut a = Vec::new();
+        encode::word(&mut a, Kind::Thread, 1);
+        encode::def_python(&mut a, 0, "app.py", 3, "f");
+        encode::event(&mut a, Kind::Call, 0, 100);
+        encode::event(&mut a, Kind::Call, 0, 110);
+        let mut b = Vec::new();
+        encode::word(&mut b, Kind::Thread, 2);
+        encode::def_python(&mut b, 1, "app.py", 3, "f");
+        encode::event(&mut b, Kind::Call, 1, 105);
+        encode::event(&mut b, Kind::Return, 1, 205);
+        publish_segment(&s, 3, &b);
+        publish_segment(&s, 0, &a);
+        s.drain().unwrap();
+        let mut a2 = a.clone();
+        encode::event(&mut a2, Kind::Return, 0, 120);
+        encode::event(&mut a2, Kind::Return, 0, 130);
+        publish_segment(&s, 0, &a2);
+        let mut m = Vec::new();
+        encode::word(&mut m, Kind::Start, 100);
+        encode::word(&mut m, Kind::Stop, 300);
+        publish(&s, 0, &m);
+        s.drain().unwrap();
+        assert!(s.stopped());
+        let c = s.finish();
+        assert_eq!(c.summary.events, 6);
+        let f = c.profile.get(&Function::python("app.py", 3, "f")).unwrap();
+        // Thread 1: f → f (one primitive call); thread 2: f.
+        assert_eq!(f.totals.ncalls, 3);
+        assert_eq!(f.totals.primitive, 2);
+        // Cumulative: 30 ticks on thread 1 (outermost level only), 100 on 2.
+        assert!(
+            (f.totals.cumtime - 130e-9).abs() < 1e-15,
+            "{}",
+            f.totals.cumtime
+        );
     }
 
     #[test]

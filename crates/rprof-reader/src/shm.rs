@@ -9,6 +9,7 @@
 
 use crate::ReaderError;
 use memmap2::MmapMut;
+use rprof_abi::segment::{SegmentHeader, DEFAULT_SEGMENTS, SEGMENT_HEADER_BYTES};
 use rprof_abi::{Clock, FullPolicy, Header, Hook, Mode, HEADER_BYTES, MIN_CAPACITY_WORDS};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,6 +36,8 @@ pub struct Ring {
     map: MmapMut,
     path: PathBuf,
     capacity: u64,
+    segments: u32,
+    segment_words: u64,
     _file: File,
 }
 
@@ -42,10 +45,6 @@ impl Ring {
     /// Creates the ring file at `path` (which must not exist), readable and
     /// writable by its owner only, and writes its header.
     pub fn create(path: &Path, config: RingConfig) -> Result<Ring, ReaderError> {
-        let words = (config.bytes / 8)
-            .max(MIN_CAPACITY_WORDS as usize)
-            .next_power_of_two();
-        let len = HEADER_BYTES + words * 8;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -53,28 +52,77 @@ impl Ring {
             .mode(0o600)
             .open(path)
             .map_err(|e| ReaderError::io(format!("cannot create {}", path.display()), e))?;
-        file.set_len(len as u64)
-            .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?;
+        Self::create_in(file, path, config)
+    }
+
+    /// The main area's size in words and the per-thread segments' layout
+    /// (free-threaded builds; see rprof_abi::segment) for `config`.
+    fn layout(config: &RingConfig) -> (u64, u32, u64) {
+        let words = (config.bytes / 8)
+            .max(MIN_CAPACITY_WORDS as usize)
+            .next_power_of_two() as u64;
+        let segment_words = (words / 16).max(MIN_CAPACITY_WORDS);
+        (words, DEFAULT_SEGMENTS, segment_words)
+    }
+
+    /// The size in bytes of a ring made with `config`, header, main area
+    /// and per-thread segments.
+    pub fn file_len(config: &RingConfig) -> u64 {
+        let (words, segments, segment_words) = Self::layout(config);
+        rprof_abi::file_bytes(words, segments, segment_words).unwrap_or(usize::MAX) as u64
+    }
+
+    /// The bytes every capture writes into (header and main area), which
+    /// are reserved before the shim may write. The per-thread segments
+    /// after them stay sparse: only free-threaded builds touch them.
+    pub fn reserved_len(config: &RingConfig) -> u64 {
+        let (words, _, _) = Self::layout(config);
+        (HEADER_BYTES as u64).saturating_add(words.saturating_mul(8))
+    }
+
+    /// Makes a ring in `file` (a new memfd, already sized to
+    /// [`file_len`](Self::file_len) and reserved, or an empty file), named
+    /// `path` in messages.
+    pub fn create_in(file: File, path: &Path, config: RingConfig) -> Result<Ring, ReaderError> {
+        let (words, segments, segment_words) = Self::layout(&config);
+        let len = rprof_abi::file_bytes(words, segments, segment_words).ok_or_else(|| {
+            ReaderError::io(
+                format!("cannot size {}", path.display()),
+                std::io::Error::other("ring too large"),
+            )
+        })?;
+        let have = file
+            .metadata()
+            .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?
+            .len();
+        if have != len as u64 {
+            file.set_len(len as u64)
+                .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?;
+        }
         // SAFETY: the file is ours, freshly created and sized; the shim that
         // maps it too only ever writes through atomics in the header and
         // into the data area, which we never reference, only copy from.
         let mut map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|e| ReaderError::io(format!("cannot map {}", path.display()), e))?;
         let mut header = Header::new(
-            words as u64,
+            words,
             config.clock,
             config.hook,
             config.full_policy,
             std::process::id(),
         );
         header.mode = config.mode as u32;
+        header.segments = segments;
+        header.segment_words = segment_words;
         // SAFETY: the map is page aligned and at least HEADER_BYTES long, so
         // it can hold a Header; nothing else has the file open yet.
         unsafe { std::ptr::write(map.as_mut_ptr().cast::<Header>(), header) };
         let ring = Ring {
             map,
             path: path.to_path_buf(),
-            capacity: words as u64,
+            capacity: words,
+            segments,
+            segment_words,
             _file: file,
         };
         ring.heartbeat();
@@ -99,11 +147,10 @@ impl Ring {
         self.capacity
     }
 
-    /// Signals the shim that the reader is alive.
+    /// Signals the shim that the reader is alive: advances the counter the
+    /// shim watches (see [`Header::heartbeat`]).
     pub fn heartbeat(&self) {
-        self.header()
-            .heartbeat_ns
-            .store(crate::clock::monotonic_ns(), Relaxed);
+        self.header().heartbeat.fetch_add(1, Relaxed);
     }
 
     /// Asks the shim to stop.
@@ -120,29 +167,50 @@ impl Ring {
     /// corruption.
     pub fn copy_out(&self, tail: u64, max: usize, out: &mut Vec<u64>) -> Result<u64, ReaderError> {
         let head = self.header().head.load(Acquire);
-        let avail = head.wrapping_sub(tail);
-        if avail > self.capacity {
-            return Err(ReaderError::Corrupt(format!(
-                "producer cursor {head} is not within one ring of the consumer cursor {tail}"
-            )));
-        }
-        let n = (avail as usize).min(max);
-        let mask = self.capacity - 1;
-        let start = (tail & mask) as usize;
-        let first = n.min(self.capacity as usize - start);
-        let data = self.data_ptr();
-        out.reserve(n);
-        // SAFETY: start + first <= capacity and n - first <= capacity, so
-        // both ranges lie in the data area. The words may be written by the
-        // other process concurrently only if it misbehaves (they are between
-        // the cursors); we copy them as plain data and validate the copy.
-        unsafe {
-            let dst = out.as_mut_ptr().add(out.len());
-            std::ptr::copy_nonoverlapping(data.add(start), dst, first);
-            std::ptr::copy_nonoverlapping(data, dst.add(first), n - first);
-            out.set_len(out.len() + n);
-        }
-        Ok(tail.wrapping_add(n as u64))
+        copy_between(self.data_ptr(), self.capacity, head, tail, max, out)
+    }
+
+    /// Number of per-thread segments.
+    pub fn segments(&self) -> u32 {
+        self.segments
+    }
+
+    /// Capacity of each segment in words.
+    pub fn segment_capacity(&self) -> u64 {
+        self.segment_words
+    }
+
+    /// The header of segment `i` (`i < segments()`). Its atomics may change
+    /// at any time.
+    pub fn segment(&self, i: u32) -> &SegmentHeader {
+        assert!(i < self.segments);
+        let off = self.header().segment_offset(i);
+        // SAFETY: `create` sized the file for `segments` segments, each a
+        // 64-byte aligned SegmentHeader (offsets are multiples of 64: the
+        // header area, the data area and each segment are) followed by its
+        // data; the shim only changes the atomics.
+        unsafe { &*self.map.as_ptr().add(off).cast::<SegmentHeader>() }
+    }
+
+    /// [`copy_out`](Self::copy_out) for segment `i`.
+    pub fn segment_copy_out(
+        &self,
+        i: u32,
+        tail: u64,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) -> Result<u64, ReaderError> {
+        let head = self.segment(i).head.load(Acquire);
+        let off = self.header().segment_offset(i) + SEGMENT_HEADER_BYTES;
+        // SAFETY: the segment's data area, segment_words words, starts at
+        // `off` inside the mapping (see `segment`).
+        let data = unsafe { self.map.as_ptr().add(off).cast::<u64>() };
+        copy_between(data, self.segment_words, head, tail, max, out)
+    }
+
+    /// Frees everything before `tail` in segment `i` for its producer.
+    pub fn segment_release(&self, i: u32, tail: u64) {
+        self.segment(i).tail.store(tail, Release);
     }
 
     /// Frees everything before `tail` for the producer.
@@ -155,6 +223,41 @@ impl Ring {
         // is HEADER_BYTES + capacity * 8 long.
         unsafe { self.map.as_ptr().add(HEADER_BYTES).cast::<u64>() }
     }
+}
+
+/// Copies the words between `tail` and `head` (at most `max`) of the ring
+/// of `capacity` words at `data` to the end of `out`; returns the new tail.
+fn copy_between(
+    data: *const u64,
+    capacity: u64,
+    head: u64,
+    tail: u64,
+    max: usize,
+    out: &mut Vec<u64>,
+) -> Result<u64, ReaderError> {
+    let avail = head.wrapping_sub(tail);
+    if avail > capacity {
+        return Err(ReaderError::Corrupt(format!(
+            "producer cursor {head} is not within one ring of the consumer cursor {tail}"
+        )));
+    }
+    let n = (avail as usize).min(max);
+    let mask = capacity - 1;
+    let start = (tail & mask) as usize;
+    let first = n.min(capacity as usize - start);
+    out.reserve(n);
+    // SAFETY: `data` is a ring of `capacity` words (callers); start + first
+    // <= capacity and n - first <= capacity, so both ranges lie in it. The
+    // words may be written by the other process concurrently only if it
+    // misbehaves (they are between the cursors); we copy them as plain
+    // data and validate the copy.
+    unsafe {
+        let dst = out.as_mut_ptr().add(out.len());
+        std::ptr::copy_nonoverlapping(data.add(start), dst, first);
+        std::ptr::copy_nonoverlapping(data, dst.add(first), n - first);
+        out.set_len(out.len() + n);
+    }
+    Ok(tail.wrapping_add(n as u64))
 }
 
 #[cfg(test)]

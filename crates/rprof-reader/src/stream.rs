@@ -5,6 +5,7 @@
 use crate::decode::{decode, Record};
 use crate::ReaderError;
 use rprof_abi::Kind;
+use rprof_stats::Refused;
 use rprof_stats::{Aggregator, CallPaths, FuncId, Function, PathLimits, Profile};
 
 /// Highest function id the reader accepts; more would mean a runaway or
@@ -12,10 +13,26 @@ use rprof_stats::{Aggregator, CallPaths, FuncId, Function, PathLimits, Profile};
 const MAX_FUNCTION_ID: u32 = 1 << 24;
 const UNDEFINED: FuncId = FuncId::MAX;
 
+/// Bytes of function names and files the reader keeps at most; further
+/// definitions are refused (counted in [`Refused::functions`]).
+const MAX_DEFINITION_BYTES: usize = 256 << 20;
+
 /// Decodes records and feeds their events to an [`Aggregator`].
+///
+/// Everything it keeps is bounded (see [`rprof_stats::aggregate::limits`]
+/// and `MAX_DEFINITION_BYTES`): a hostile ring cannot make it allocate
+/// without limit; what it refuses is counted in [`refused`](Self::refused).
 #[derive(Debug, Default)]
 pub struct Stream {
     funcs: Vec<FuncId>,
+    definition_bytes: usize,
+    /// Events of a thread the aggregator refused, dropped until the next
+    /// thread switch.
+    discarding: bool,
+    /// Events dropped because their thread was refused.
+    pub refused_events: u64,
+    /// Definitions refused because of [`MAX_DEFINITION_BYTES`].
+    refused_definitions: u64,
     agg: Aggregator,
     /// First timestamp seen.
     pub first_ts: Option<u64>,
@@ -29,6 +46,8 @@ pub struct Stream {
     pub invalid_events: u64,
     /// Events the shim reported lost (Lost records).
     pub lost: u64,
+    /// The thread of the last Thread record.
+    thread: Option<u64>,
 }
 
 impl Stream {
@@ -41,9 +60,32 @@ impl Stream {
     /// were used (an incomplete record at the end is left for later).
     /// Anything after a Stop record is ignored.
     pub fn process(&mut self, words: &[u64]) -> Result<usize, ReaderError> {
+        self.process_records(words, true)
+    }
+
+    /// Applies the records of one per-thread segment (see
+    /// `rprof_abi::segment`): like [`process`](Self::process), but on the
+    /// segment's own thread, `thread` (which its Thread records update),
+    /// and also after the Stop record: segments are drained one last time
+    /// once it is seen.
+    pub fn process_segment(
+        &mut self,
+        words: &[u64],
+        thread: &mut Option<u64>,
+    ) -> Result<usize, ReaderError> {
+        if let Some(t) = *thread {
+            self.discarding = !self.agg.switch_thread(t);
+            self.thread = Some(t);
+        }
+        let r = self.process_records(words, false);
+        *thread = self.thread;
+        r
+    }
+
+    fn process_records(&mut self, words: &[u64], stop_ends: bool) -> Result<usize, ReaderError> {
         let mut i = 0;
         while i < words.len() {
-            if self.stop_ts.is_some() {
+            if stop_ends && self.stop_ts.is_some() {
                 return Ok(words.len());
             }
             let h = words[i];
@@ -54,6 +96,11 @@ impl Stream {
                     break;
                 };
                 let id = (h >> 32) as usize;
+                if self.discarding {
+                    self.refused_events += 1;
+                    i += 2;
+                    continue;
+                }
                 match self.funcs.get(id) {
                     Some(&f) if f != UNDEFINED => {
                         if kind == Kind::Call as u8 || kind == Kind::CCall as u8 {
@@ -98,7 +145,10 @@ impl Stream {
                 self.define(id, Function::python(file, line, name))?;
             }
             Record::DefBuiltin { id, label } => self.define(id, Function::builtin(label))?,
-            Record::Thread { tid } => self.agg.switch_thread(tid),
+            Record::Thread { tid } => {
+                self.discarding = !self.agg.switch_thread(tid);
+                self.thread = Some(tid);
+            }
             Record::ThreadName { tid, name } => self.agg.name_thread(tid, name),
             Record::Lost { count } => self.lost = self.lost.saturating_add(count),
             Record::Start { ts } => {
@@ -119,13 +169,30 @@ impl Stream {
                 "function id {id} out of range"
             )));
         }
-        let f = self.agg.intern(func);
+        let bytes = func.file.len() + func.name.len();
+        if self.definition_bytes.saturating_add(bytes) > MAX_DEFINITION_BYTES {
+            self.refused_definitions += 1;
+            return Ok(());
+        }
+        let Some(f) = self.agg.try_intern(func) else {
+            return Ok(());
+        };
+        self.definition_bytes += bytes;
         let i = id as usize;
         if i >= self.funcs.len() {
             self.funcs.resize(i + 1, UNDEFINED);
         }
         self.funcs[i] = f;
         Ok(())
+    }
+
+    /// What was refused because a bound was reached: function definitions
+    /// (beyond the count or byte bound), threads, calls (depth and
+    /// per-thread state) and thread names, plus events of refused threads.
+    pub fn refused(&self) -> (Refused, u64) {
+        let mut r = self.agg.refused();
+        r.functions += self.refused_definitions;
+        (r, self.refused_events)
     }
 
     /// When the capture ended: the Stop record's time, else the last
@@ -151,5 +218,57 @@ impl Stream {
         self.agg.set_tick_seconds(seconds_per_tick);
         let end = self.end();
         self.agg.finish_with_paths(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::encode;
+    use rprof_stats::limits;
+
+    /// A hostile stream that grows every table past its bound: the stream
+    /// keeps at most the bound, counts the rest, and does not fail.
+    #[test]
+    fn hostile_stream_is_bounded() {
+        let mut s = Stream::new();
+        let mut w = Vec::new();
+        // More distinct functions than kept.
+        for id in 0..(limits::FUNCTIONS as u32 + 10) {
+            encode::def_builtin(&mut w, id, &format!("<f{id}>"));
+        }
+        s.process(&w).unwrap();
+        w.clear();
+        // More threads with open frames than kept.
+        for tid in 0..(limits::THREADS as u64 + 5) {
+            encode::word(&mut w, Kind::Thread, tid);
+            encode::event(&mut w, Kind::Call, 0, 1);
+            encode::strings(&mut w, Kind::ThreadName, 0, &[tid, 1], &[b"x"]);
+        }
+        s.process(&w).unwrap();
+        w.clear();
+        // A stack deeper than kept, on a thread that was kept.
+        encode::word(&mut w, Kind::Thread, 0);
+        for _ in 0..(limits::DEPTH + 7) {
+            encode::event(&mut w, Kind::Call, 1, 2);
+        }
+        for _ in 0..(limits::DEPTH + 7) {
+            encode::event(&mut w, Kind::Return, 1, 3);
+        }
+        s.process(&w).unwrap();
+        let (r, events) = s.refused();
+        assert_eq!(r.functions, 10);
+        // Thread 0 (current) is kept besides the THREADS stored ones.
+        assert!(r.threads >= 4, "{r:?}");
+        assert!(r.names >= 5, "{r:?}");
+        assert!(events >= 4, "{events}");
+        // Thread 0 already had one open frame (f0): 8 calls over DEPTH.
+        assert_eq!(r.frames, 8);
+        assert!(s.agg.function_count() <= limits::FUNCTIONS);
+        // The frames that were kept still balance: every kept call of f1
+        // completed, and the refused ones did not pop kept frames.
+        let p = s.finish(1e-9);
+        let f1 = p.get(&Function::builtin("<f1>")).unwrap();
+        assert_eq!(f1.totals.ncalls, limits::DEPTH as u64 - 1);
     }
 }

@@ -16,6 +16,46 @@ const SUB_CACHE: usize = 4096;
 /// Marks a frame that had no caller on its thread's stack when it was entered.
 const NO_SUBENTRY: u32 = u32::MAX;
 
+/// Bounds on what a capture may make the aggregator hold. The events come
+/// from another process that may be hostile (or broken); without bounds it
+/// could make rprof allocate without limit. Real programs stay far below
+/// every one of them; what goes beyond is refused and counted (see
+/// [`Refused`]), and the profile is then reported as incomplete.
+pub mod limits {
+    /// Distinct functions.
+    pub const FUNCTIONS: usize = 1 << 20;
+    /// Distinct caller→callee edges.
+    pub const EDGES: usize = 1 << 22;
+    /// Threads with state (an open frame or a recursion level).
+    pub const THREADS: usize = 1 << 14;
+    /// Open frames on one thread.
+    pub const DEPTH: usize = 1 << 20;
+    /// Per-thread counters (one per function and per edge a thread has
+    /// touched, summed over threads).
+    pub const CELLS: usize = 1 << 26;
+}
+
+/// What the aggregator refused because a [`limits`] bound was reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Function definitions beyond [`limits::FUNCTIONS`].
+    pub functions: u64,
+    /// Thread switches to a new thread beyond [`limits::THREADS`].
+    pub threads: u64,
+    /// Calls not counted: beyond [`limits::DEPTH`], [`limits::EDGES`] or
+    /// [`limits::CELLS`].
+    pub frames: u64,
+    /// Thread names beyond [`limits::THREADS`].
+    pub names: u64,
+}
+
+impl Refused {
+    /// Whether anything was refused.
+    pub fn any(&self) -> bool {
+        *self != Refused::default()
+    }
+}
+
 /// Counters for one function or one caller→callee edge (`ProfilerEntry` /
 /// `ProfilerSubEntry` in `_lsprof.c`).
 #[derive(Clone, Copy, Default, Debug)]
@@ -55,6 +95,9 @@ struct ThreadState {
     sub_level: Vec<i32>,
     /// This thread's index in the path recorder, once it has one.
     path_thread: Option<u32>,
+    /// Calls refused (beyond a limit) and still open: their returns are
+    /// ignored, so the frames below them stay matched.
+    overflow: u64,
 }
 
 impl ThreadState {
@@ -101,6 +144,9 @@ pub struct Aggregator {
     seconds_per_tick: f64,
     paths: Option<PathRecorder>,
     thread_names: FxHashMap<u64, String>,
+    /// Per-thread counters allocated, summed over threads.
+    cells: usize,
+    refused: Refused,
 }
 
 impl Default for Aggregator {
@@ -131,7 +177,24 @@ impl Aggregator {
             seconds_per_tick,
             paths: None,
             thread_names: FxHashMap::default(),
+            cells: 0,
+            refused: Refused::default(),
         }
+    }
+
+    /// What was refused because a bound was reached.
+    pub fn refused(&self) -> Refused {
+        self.refused
+    }
+
+    /// Like [`intern`](Self::intern), but refuses (and counts) a new
+    /// function beyond [`limits::FUNCTIONS`].
+    pub fn try_intern(&mut self, func: Function) -> Option<FuncId> {
+        if self.functions.len() >= limits::FUNCTIONS && !self.index.contains_key(&func) {
+            self.refused.functions += 1;
+            return None;
+        }
+        Some(self.intern(func))
     }
 
     /// Also records exact call paths (and, if `limits.max_spans > 0`, the
@@ -142,6 +205,10 @@ impl Aggregator {
 
     /// Names a thread (as Python names it).
     pub fn name_thread(&mut self, tid: u64, name: String) {
+        if self.thread_names.len() >= limits::THREADS && !self.thread_names.contains_key(&tid) {
+            self.refused.names += 1;
+            return;
+        }
         self.thread_names.insert(tid, name);
     }
 
@@ -169,10 +236,16 @@ impl Aggregator {
         self.functions.len()
     }
 
-    /// The thread whose events follow. Thread ids are opaque.
-    pub fn switch_thread(&mut self, tid: u64) {
+    /// The thread whose events follow. Thread ids are opaque. Returns
+    /// false, and switches nothing, if `tid` would be a thread beyond
+    /// [`limits::THREADS`]: the caller must drop that thread's events.
+    pub fn switch_thread(&mut self, tid: u64) -> bool {
         if tid == self.current_tid {
-            return;
+            return true;
+        }
+        if self.threads.len() >= limits::THREADS && !self.threads.contains_key(&tid) {
+            self.refused.threads += 1;
+            return false;
         }
         let next = self.threads.remove(&tid).unwrap_or_default();
         let prev = std::mem::replace(&mut self.current, next);
@@ -180,6 +253,28 @@ impl Aggregator {
             self.threads.insert(self.current_tid, prev);
         }
         self.current_tid = tid;
+        true
+    }
+
+    /// Whether entering `func` (from the current top of the stack) stays
+    /// within every bound; counts the refusal if not.
+    #[cold]
+    fn over_limit(&mut self, func: FuncId) -> bool {
+        let st = &self.current;
+        let mut grow = (func as usize + 1).saturating_sub(st.level.len());
+        if let Some(caller) = st.stack.last() {
+            if self.subs.len() >= limits::EDGES
+                && !self.sub_index.contains_key(&(caller.entry, func))
+            {
+                grow = usize::MAX;
+            }
+        }
+        if st.stack.len() >= limits::DEPTH || grow > limits::CELLS - self.cells.min(limits::CELLS) {
+            self.refused.frames += 1;
+            return true;
+        }
+        self.cells += grow;
+        false
     }
 
     /// Depth of the current thread's stack.
@@ -194,18 +289,41 @@ impl Aggregator {
     /// If `func` was not returned by [`intern`](Self::intern).
     #[inline]
     pub fn enter(&mut self, func: FuncId, t: u64) {
-        self.entered[func as usize] = true;
-        let level = self.current.level(func);
-        *level = level.saturating_add(1);
+        if self.current.overflow > 0
+            || (func as usize >= self.current.level.len()
+                || self.current.stack.len() >= limits::DEPTH
+                || self.subs.len() >= limits::EDGES)
+                && self.over_limit(func)
+        {
+            if self.current.overflow > 0 {
+                self.refused.frames += 1;
+            }
+            self.current.overflow += 1;
+            return;
+        }
         let sub = match self.current.stack.last() {
             Some(caller) => {
                 let s = self.subentry(caller.entry, func);
-                let level = self.current.sub_level(s);
-                *level = level.saturating_add(1);
+                let grow = (s as usize + 1).saturating_sub(self.current.sub_level.len());
+                if grow > 0 {
+                    if grow > limits::CELLS - self.cells.min(limits::CELLS) {
+                        self.refused.frames += 1;
+                        self.current.overflow += 1;
+                        return;
+                    }
+                    self.cells += grow;
+                }
                 s
             }
             None => NO_SUBENTRY,
         };
+        self.entered[func as usize] = true;
+        let level = self.current.level(func);
+        *level = level.saturating_add(1);
+        if sub != NO_SUBENTRY {
+            let level = self.current.sub_level(sub);
+            *level = level.saturating_add(1);
+        }
         let (node, folded) = match &mut self.paths {
             None => (NO_NODE, false),
             Some(p) => {
@@ -241,8 +359,24 @@ impl Aggregator {
     /// If `func` was not returned by [`intern`](Self::intern).
     #[inline]
     pub fn leave(&mut self, func: FuncId, t: u64) {
+        if self.current.overflow > 0 {
+            self.current.overflow -= 1;
+            return;
+        }
         let Some(frame) = self.current.stack.pop() else {
             return;
+        };
+        // A return for another function than the frame's (only a broken or
+        // hostile stream does that) must not grow this thread's counters
+        // beyond the bound either.
+        let func = if func != frame.entry
+            && func as usize >= self.current.level.len()
+            && self.cells.saturating_add(func as usize) >= limits::CELLS
+        {
+            self.refused.frames += 1;
+            frame.entry
+        } else {
+            func
         };
         if self.entered[func as usize] {
             self.stop(frame, func, t);

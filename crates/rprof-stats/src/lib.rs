@@ -34,7 +34,7 @@
 mod aggregate;
 pub mod paths;
 
-pub use aggregate::Aggregator;
+pub use aggregate::{limits, Aggregator, Refused};
 pub use paths::{CallPaths, PathLimits, PathNode, Span, ThreadPaths, Truncation};
 
 /// A profiled function, keyed exactly as cProfile keys it in a `.prof` file:

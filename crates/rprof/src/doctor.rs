@@ -11,7 +11,6 @@
 
 use anyhow::Result;
 use rprof_controller::attach::{self, libc::Libc};
-use rprof_controller::shim;
 use std::process::ExitCode;
 
 /// `CAP_SYS_PTRACE`'s bit in the capability sets.
@@ -208,7 +207,7 @@ fn same_namespace(pid: i32, ns: &str) -> Option<bool> {
 
 /// Checks of one target, read-only.
 fn check_target(r: &mut Report, pid: i32, privileged: bool, scope: Option<u32>, uid: u32) {
-    let target = match attach::inspect(pid, &shim::file_name()) {
+    let target = match attach::inspect(pid) {
         Ok(t) => t,
         Err(e) => {
             r.fail(e.exit_code(), "target", e.to_string());

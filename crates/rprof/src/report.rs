@@ -46,6 +46,27 @@ pub fn prepare(session: &mut rprof_reader::Session, config: &OutputConfig) {
     }
 }
 
+/// Says so when a capture recorded no event at all, and why that can be;
+/// returns true then. `launched`: the target was started by `rprof run`,
+/// whose bootstrap always makes at least one call under the hook, so an
+/// empty capture there means the hook never fired.
+pub fn warn_if_empty(capture: &Capture, launched: bool) -> bool {
+    let s = &capture.summary;
+    if s.events > 0 || s.corrupt.is_some() {
+        return false;
+    }
+    if launched {
+        eprintln!(
+            "rprof: error: no events were recorded: the profile hook never fired in the target, so this profile is empty; please report it with `python -VV` of the interpreter"
+        );
+    } else {
+        eprintln!(
+            "rprof: warning: no events were recorded: no thread ran Python code while rprof was attached (the target was idle, or blocked in native code); attach for longer or while it works"
+        );
+    }
+    true
+}
+
 /// The summary line, and warnings for anything that makes the profile
 /// incomplete. Returns false if it is incomplete.
 pub fn summarize(capture: &Capture) -> bool {
@@ -71,6 +92,13 @@ pub fn summarize(capture: &Capture) -> bool {
         s.waits,
         s.wait_seconds,
     );
+    if s.refused.any() || s.refused_events > 0 {
+        let r = &s.refused;
+        eprintln!(
+            "rprof: warning: the target sent more than rprof keeps (a broken or hostile ring): refused {} function definitions, {} threads ({} of their events), {} calls, {} thread names; the profile is incomplete",
+            r.functions, r.threads, s.refused_events, r.frames, r.names
+        );
+    }
     if s.dropped > 0 {
         eprintln!(
             "rprof: warning: {} events were dropped because the ring was full; the profile is incomplete (use a larger --ring-size, or --on-full wait)",

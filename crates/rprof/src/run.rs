@@ -4,9 +4,10 @@
 use crate::cli::RunArgs;
 use crate::report;
 use anyhow::{Context, Result};
-use rprof_controller::{launch::SHIM_FAILED_EXIT, signals, Workdir};
+use rprof_controller::{launch::SHIM_FAILED_EXIT, shim, signals};
 use rprof_reader::{clock, Ring, RingConfig, Session};
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,21 +15,38 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let output = args.output.output_config()?;
     let capture_config = args.output.capture_config()?;
     let launch = args.launch()?;
-    let workdir = Workdir::new()?;
-    let ring = Ring::create(
-        &workdir.ring(),
-        RingConfig {
-            bytes: capture_config.ring_bytes,
-            clock: clock::preferred(),
-            hook: capture_config.hook,
-            full_policy: capture_config.full_policy,
-            mode: capture_config.mode,
-        },
-    )?;
+    // The shim and the ring are memfds of ours, which the child opens
+    // through /proc/RPROF/fd/N: nothing on disk, nothing inherited.
+    let ring_config = RingConfig {
+        bytes: capture_config.ring_bytes,
+        clock: clock::preferred(),
+        hook: capture_config.hook,
+        full_policy: capture_config.full_policy,
+        mode: capture_config.mode,
+    };
+    let ring_file = shim::memfd(&shim::ring_name(&shim::nonce()), false)
+        .and_then(|f| {
+            shim::reserve(
+                &f,
+                shim::RingBytes {
+                    total: Ring::file_len(&ring_config),
+                    reserved: Ring::reserved_len(&ring_config),
+                },
+            )?;
+            shim::seal(&f, shim::RING_SEALS)?;
+            Ok(f)
+        })
+        .context("cannot create the ring in memory (try a smaller --ring-size)")?;
+    let ring_path = shim::proc_path(&ring_file);
+    let ring = Ring::create_in(ring_file, Path::new("the ring memfd"), ring_config)?;
+    let shim_file = shim::shim_memfd().context("cannot put the profiler's library in memory")?;
     let mut session = Session::new(ring);
     report::prepare(&mut session, &output);
     signals::catch_interrupts();
-    let mut child = launch.spawn(workdir.shim(), &workdir.ring())?;
+    let mut child = launch.spawn(
+        Path::new(&shim::proc_path(&shim_file)),
+        Path::new(&ring_path),
+    )?;
     let child_pid = child.id();
     let status = loop {
         let read = session.drain().unwrap_or(0);
@@ -52,10 +70,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         anyhow::bail!("the profiler could not start in the target: {why}");
     }
     let capture = session.finish();
+    if let Some(w) = capture
+        .summary
+        .python_version
+        .and_then(|(a, b, _)| rprof_controller::untested_version_warning(a.into(), b.into()))
+    {
+        eprintln!("{w}");
+    }
     report::write_profile(&capture, &output, Some(child_pid))?;
     let exact = report::summarize(&capture);
-    drop(workdir);
-    if !exact {
+    let empty = report::warn_if_empty(&capture, true);
+    drop(shim_file);
+    if !exact || empty {
         return Ok(ExitCode::from(report::EXIT_INCOMPLETE));
     }
     Ok(match (status.code(), status.signal()) {

@@ -1,37 +1,33 @@
-//! `rprof attach`: loading the shim into a running CPython process.
+//! `rprof attach`: loading the shim into a running CPython process, in
+//! rooms that each own one kind of foreign state:
 //!
-//! 1. [`inspect`] checks the target without touching it (`/proc` and the
-//!    ELF files it maps): that it exists and is alive, is not traced by
-//!    somebody else, is CPython 3.8 or newer, is not already profiled by
-//!    another rprof, and where `dlopen` and a few CPython functions are.
-//! 2. [`Target::inject`] traces every thread, waits for one of them to be at
-//!    a *safe point* — a place where it holds no allocator or loader lock —
-//!    and borrows it to call `dlopen` on the shim and then the shim's
-//!    `rprof_attach`, which only starts the shim's own agent thread. The
-//!    borrowed thread's registers and `errno` are restored exactly (a system
-//!    call it was blocked in restarts), and every thread is detached.
+//! 1. [`inspect`](inspect()) (`inspect.rs`) looks without touching: `/proc` and
+//!    the ELF files the target maps. Every refusal leaves it untouched.
+//! 2. `safepoint.rs` finds a thread to borrow — blocked in a waiting system
+//!    call, or running the interpreter — tracing one thread at a time
+//!    (the `Seized` guard of `ptrace.rs`, whose `Drop` detaches, waiting
+//!    for a thread that has not stopped yet rather than abandoning it).
+//! 3. `remote.rs` makes calls on it that return through a signal frame
+//!    (`__restore_rt`), so the thread puts itself back exactly whatever
+//!    happens to rprof.
+//! 4. `handover.rs` runs the calls: memfds for the ring and the shim,
+//!    created in the target, `dlopen`, `rprof_attach`; then detaches and
+//!    checks that no thread is left traced.
 //!
-//! Safe points, in order of preference:
-//! * a thread blocked in a waiting system call (`accept`, `read`, `poll`,
-//!   `futex`, `clock_nanosleep`, ...) that stays blocked across two looks at
-//!   `/proc/PID/task/TID/syscall`: a service idling, a sleeping script, a
-//!   thread waiting for the GIL;
-//! * otherwise, the entry of `PyEval_SaveThread`, `PyEval_RestoreThread`,
-//!   `PyObject_Malloc` or `PyObject_Free`, caught with a breakpoint: a
-//!   thread running Python reaches one within microseconds, and at their
-//!   entry it is inside neither `malloc` nor the dynamic loader.
-//!
-//! The shim is never unloaded. Its file name carries a hash of its bytes,
-//! so a later attach finds the same build already mapped and calls it
-//! instead of loading a second copy.
+//! The shim is never unloaded; its memfd name carries a hash of its
+//! bytes, so a later attach finds the same build already mapped and calls
+//! it instead of loading a second copy.
 
 mod elf;
-mod inject;
+mod handover;
+mod inspect;
 pub mod libc;
 mod proc;
 mod ptrace;
+mod remote;
+mod safepoint;
 
-pub use inject::InjectReport;
+pub use inspect::InjectReport;
 pub use proc::Status;
 
 use std::time::Duration;
@@ -105,6 +101,20 @@ pub enum AttachError {
         /// The C library found.
         libc: String,
     },
+    /// rprof was asked to stop (SIGINT, SIGTERM, SIGHUP, SIGQUIT) while
+    /// attaching; what it had done was undone.
+    #[error("interrupted while attaching to PID {0}; the target was left as it was")]
+    Interrupted(i32),
+    /// The ring's memory could not be reserved in the target.
+    #[error("cannot reserve {mib} MiB for the ring in PID {pid}: {why}; nothing was loaded (try a smaller --ring-size)")]
+    NoMemory {
+        /// The PID.
+        pid: i32,
+        /// The ring's size.
+        mib: u64,
+        /// Why.
+        why: String,
+    },
     /// The injected calls failed.
     #[error("loading the profiler into PID {pid} failed: {why}")]
     Inject {
@@ -129,8 +139,9 @@ impl AttachError {
             AttachError::AlreadyAttached(_) => 17,
             AttachError::NoSafePoint(_) => 18,
             AttachError::Gone(_) => 19,
-            AttachError::Inject { .. } => 20,
+            AttachError::Inject { .. } | AttachError::NoMemory { .. } => 20,
             AttachError::UnsupportedLibc { .. } => 21,
+            AttachError::Interrupted(_) => 130,
         }
     }
 }
@@ -144,54 +155,43 @@ pub struct Target {
     pub status: Status,
     /// `(major, minor)` if it could be told before injecting.
     pub version: Option<(u32, u32)>,
-    pub(crate) plan: inject::Plan,
+    pub(crate) plan: inspect::Plan,
 }
 
 /// Checks a target without touching it.
-pub fn inspect(pid: i32, shim_file_name: &str) -> Result<Target, AttachError> {
-    inject::inspect(pid, shim_file_name)
+pub fn inspect(pid: i32) -> Result<Target, AttachError> {
+    inspect::inspect(pid)
 }
 
 impl Target {
-    /// Loads the shim at `shim` (a path inside the target's filesystem) if
-    /// it is not loaded yet, and starts a capture into the ring at `ring`.
-    pub fn inject(
+    /// Borrows a thread at a safe point (giving up after `timeout`), has
+    /// the target create the ring (`ring_bytes`, reserved) and load the
+    /// shim if it is not loaded yet, and starts a capture. `make_ring`
+    /// gets rprof's handle on the ring memfd, before the shim sees it.
+    pub fn inject<R>(
         &self,
-        shim: &str,
-        ring: &str,
+        ring_bytes: crate::shim::RingBytes,
+        make_ring: impl FnOnce(std::fs::File) -> Result<R, String>,
         timeout: Duration,
-    ) -> Result<InjectReport, AttachError> {
-        inject::inject(self, shim, ring, timeout)
-    }
-
-    /// Where a file the target must open should go, as we can reach it:
-    /// the target's `/dev/shm` (or `/tmp`) through `/proc/PID/root`.
-    ///
-    /// When the target shares rprof's mount namespace, the plain path is
-    /// used: `/proc/PID/root` vanishes with the target, and rprof must still
-    /// be able to remove its files if the target exits first.
-    pub fn shared_dir(&self) -> (String, std::path::PathBuf) {
-        let same_ns = {
-            let ours = std::fs::read_link("/proc/self/ns/mnt");
-            let theirs = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid));
-            matches!((ours, theirs), (Ok(a), Ok(b)) if a == b)
-        };
-        for dir in ["/dev/shm", "/tmp"] {
-            let local = if same_ns {
-                std::path::PathBuf::from(dir)
-            } else {
-                proc::in_target_root(self.pid, dir)
-            };
-            if local.is_dir() {
-                return (dir.to_string(), local);
-            }
-        }
-        ("/tmp".into(), proc::in_target_root(self.pid, "/tmp"))
+    ) -> Result<(R, InjectReport), AttachError> {
+        handover::inject(self, ring_bytes, make_ring, timeout)
     }
 
     /// Whether the target process still exists (and is not a zombie).
     pub fn alive(&self) -> bool {
         alive(self.pid)
+    }
+
+    /// Whether the memfd `link` (as [`InjectReport::ring_link`]) is still
+    /// mapped in the target.
+    pub fn maps_memfd(&self, link: &str) -> bool {
+        proc::maps(self.pid).is_ok_and(|m| m.iter().any(|m| m.label == link))
+    }
+
+    /// How the target ended, if it is a zombie not yet collected by its
+    /// parent: its wait status.
+    pub fn exit_status(&self) -> Option<i32> {
+        proc::zombie_exit_code(self.pid)
     }
 }
 

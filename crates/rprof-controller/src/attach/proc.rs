@@ -62,15 +62,9 @@ pub struct Mapping {
     pub offset: u64,
     /// The file, as the target sees it; `None` for anonymous memory.
     pub path: Option<String>,
-}
-
-impl Mapping {
-    /// The file name without its directory.
-    pub fn file_name(&self) -> Option<&str> {
-        self.path
-            .as_deref()
-            .map(|p| p.rsplit('/').next().unwrap_or(p))
-    }
+    /// The last field as the kernel wrote it (`[stack]`, a path with
+    /// ` (deleted)`, or empty).
+    pub label: String,
 }
 
 /// Parses the text of `/proc/PID/maps`.
@@ -97,9 +91,8 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
         ) else {
             continue;
         };
-        let path = fields
-            .next()
-            .map(str::trim)
+        let label = fields.next().map(str::trim).unwrap_or("").to_string();
+        let path = Some(label.as_str())
             .filter(|p| p.starts_with('/'))
             .map(|p| p.strip_suffix(" (deleted)").unwrap_or(p).to_string());
         out.push(Mapping {
@@ -108,6 +101,7 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
             perms: perms.to_string(),
             offset,
             path,
+            label,
         });
     }
     out
@@ -128,6 +122,54 @@ pub fn threads(pid: i32) -> io::Result<Vec<i32>> {
         .collect();
     out.sort_unstable();
     Ok(out)
+}
+
+/// The state letter of thread `tid` (`/proc/PID/task/TID/stat`).
+pub fn task_state(pid: i32, tid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// `TracerPid` of thread `tid`.
+pub fn task_tracer(pid: i32, tid: i32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Thread `tid`'s line of `/proc/PID/task/TID/syscall`.
+pub fn task_syscall(pid: i32, tid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()
+}
+
+/// Every open file descriptor of `pid` with what it links to.
+pub fn fds(pid: i32) -> io::Result<Vec<(i32, String)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Ok(link) = std::fs::read_link(e.path()) {
+            out.push((fd, link.to_string_lossy().into_owned()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// How a process ended, read from `/proc/PID/stat` while it is a zombie
+/// (before its parent collects it): `Some(wait status)`.
+pub fn zombie_exit_code(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 is the state; field 52 (exit_code) is index 49 after ')'.
+    if fields.first() != Some(&"Z") {
+        return None;
+    }
+    fields.get(49)?.parse().ok()
 }
 
 /// `kernel.yama.ptrace_scope`, if Yama is enabled.
@@ -162,7 +204,7 @@ garbage line
         assert_eq!(m.len(), 5);
         assert_eq!(m[0].path.as_deref(), Some("/usr/bin/python3.11"));
         assert_eq!(m[1].offset, 0x28000);
-        assert_eq!(m[1].file_name(), Some("libc.so.6"));
+        assert_eq!(m[4].label, "[stack]");
         assert_eq!(m[2].path, None);
         assert_eq!(
             m[3].path.as_deref(),

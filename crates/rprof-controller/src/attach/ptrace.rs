@@ -1,46 +1,26 @@
-//! ptrace, and only ptrace: tracing every thread of the target, stopping
-//! and resuming them, reading and writing their memory and registers, and
-//! making one of them call a function.
+//! ptrace of one thread at a time: the [`Seized`] guard.
 //!
-//! [`Tracer`] seizes every thread (`PTRACE_SEIZE` with
-//! `PTRACE_O_TRACECLONE`, so threads started meanwhile are traced too)
-//! without stopping them, and detaches from all of them when dropped,
-//! resuming every thread it stopped (py-spy #390: never leave a target in
-//! the `T` state). While it traces, every stop of every thread is handled
-//! promptly: a thread stopped by ptrace while holding a lock the call
-//! needs would otherwise deadlock the target.
+//! rprof never traces the whole target. It seizes (`PTRACE_SEIZE`, which
+//! does not stop the thread) only the thread it is looking at or borrowing,
+//! and that thread is in one of three states this type tracks: running,
+//! asked to stop (`PTRACE_INTERRUPT` sent, stop not seen yet: a thread in an
+//! uninterruptible wait such as `vfork` only stops once it leaves it), or
+//! stopped. Dropping a [`Seized`] detaches, and since `PTRACE_DETACH` only
+//! works on a stopped thread, a thread that was asked to stop is *waited
+//! for* first, however long that takes: it is never left traced with a
+//! stop pending (which would freeze it later, with nobody to resume it).
+//!
+//! Signals that arrive for the thread while it is stopped by rprof are
+//! held and delivered when it is resumed or detached.
 
 use nix::errno::Errno;
-use nix::sys::ptrace::{self, Event, Options};
+use nix::sys::ptrace::{self, Event as PtraceEvent, Options};
 use nix::sys::signal::Signal;
-use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::collections::BTreeMap;
-use std::io::{IoSlice, IoSliceMut};
 use std::time::{Duration, Instant};
 
 pub use libc::user_regs_struct as Regs;
-
-/// What a thread is doing, as far as the tracer knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThreadState {
-    /// Running.
-    Running,
-    /// In a ptrace stop, with this signal pending delivery (or none).
-    Stopped(Option<Signal>),
-}
-
-/// A stop that the caller has to decide about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// A thread stopped with a signal about to be delivered.
-    Signal(Pid, Signal),
-    /// A thread stopped on our request (`PTRACE_INTERRUPT`) or a group stop.
-    Interrupted(Pid),
-    /// A thread exited.
-    Exited(Pid),
-}
 
 /// Errors of tracing.
 #[derive(Debug, thiserror::Error)]
@@ -59,15 +39,9 @@ pub enum TraceError {
     /// The thread or process is gone.
     #[error("the target exited")]
     Gone,
-    /// A deadline passed.
-    #[error("timed out {0}")]
-    Timeout(&'static str),
-    /// The called function crashed (the fault is suppressed).
-    #[error("the injected call faulted at {0:#x}")]
-    Fault(u64),
 }
 
-fn sys(what: &'static str) -> impl Fn(Errno) -> TraceError {
+pub(crate) fn sys(what: &'static str) -> impl Fn(Errno) -> TraceError {
     move |errno| match errno {
         Errno::EPERM => TraceError::Denied,
         Errno::ESRCH => TraceError::Gone,
@@ -75,389 +49,299 @@ fn sys(what: &'static str) -> impl Fn(Errno) -> TraceError {
     }
 }
 
-/// Every thread of one process, traced.
-pub struct Tracer {
-    pid: Pid,
-    threads: BTreeMap<Pid, ThreadState>,
-    /// Stops that arrived while waiting for something else.
-    pending: Vec<Stop>,
+/// What a wait saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Stopped by our `PTRACE_INTERRUPT`.
+    Interrupted,
+    /// Stopped because the whole process was stopped (SIGSTOP & co).
+    GroupStop(Signal),
+    /// Stopped with a signal about to be delivered.
+    Signal(Signal),
+    /// Stopped at a system call entry or exit (`PTRACE_SYSCALL`).
+    Syscall,
+    /// The thread exited.
+    Exited,
 }
 
-impl Tracer {
-    /// Seizes every thread of `pid`, leaving them running.
-    pub fn seize(pid: i32) -> Result<Tracer, TraceError> {
-        let mut t = Tracer {
-            pid: Pid::from_raw(pid),
-            threads: BTreeMap::new(),
-            pending: Vec::new(),
-        };
-        // Threads may start while we seize; repeat until the list is stable.
-        // Threads started by a seized thread are seized by TRACECLONE.
-        for _ in 0..100 {
-            let tids = super::proc::threads(pid).map_err(|_| TraceError::Gone)?;
-            let mut new = false;
-            for tid in tids {
-                let tid = Pid::from_raw(tid);
-                if t.threads.contains_key(&tid) {
-                    continue;
-                }
-                match ptrace::seize(tid, Options::PTRACE_O_TRACECLONE) {
-                    Ok(()) => {
-                        t.threads.insert(tid, ThreadState::Running);
-                        new = true;
-                    }
-                    Err(Errno::ESRCH) => {}
-                    Err(e) => {
-                        if t.threads.is_empty() {
-                            return Err(sys("seizing the target")(e));
-                        }
-                    }
-                }
-            }
-            if !new {
-                return Ok(t);
-            }
-        }
-        Ok(t)
+/// One seized thread. See the module docs.
+pub struct Seized {
+    tid: Pid,
+    stopped: bool,
+    interrupt_pending: bool,
+    gone: bool,
+    /// A signal taken at a signal-delivery stop, delivered on resume.
+    held: Option<Signal>,
+}
+
+impl Seized {
+    /// Seizes thread `tid` without stopping it.
+    pub fn seize(tid: i32) -> Result<Seized, TraceError> {
+        let tid = Pid::from_raw(tid);
+        ptrace::seize(tid, Options::PTRACE_O_TRACESYSGOOD).map_err(sys("seizing a thread"))?;
+        Ok(Seized {
+            tid,
+            stopped: false,
+            interrupt_pending: false,
+            gone: false,
+            held: None,
+        })
     }
 
-    /// The traced threads.
-    pub fn threads(&self) -> Vec<Pid> {
-        self.threads.keys().copied().collect()
+    /// The thread id.
+    pub fn tid(&self) -> i32 {
+        self.tid.as_raw()
     }
 
-    /// The main thread.
-    pub fn pid(&self) -> Pid {
-        self.pid
-    }
-
-    /// Waits up to `timeout` for the next stop and returns it, after doing
-    /// the routine handling (new threads are registered and resumed).
-    pub fn next_stop(&mut self, timeout: Duration) -> Result<Option<Stop>, TraceError> {
-        if !self.pending.is_empty() {
-            return Ok(Some(self.pending.remove(0)));
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {
-                    if Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                Ok(status) => {
-                    if let Some(stop) = self.classify(status)? {
-                        return Ok(Some(stop));
-                    }
-                }
-                Err(Errno::ECHILD) => return Err(TraceError::Gone),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(sys("waiting for the target")(e)),
-            }
-        }
-    }
-
-    fn classify(&mut self, status: WaitStatus) -> Result<Option<Stop>, TraceError> {
-        match status {
-            WaitStatus::PtraceEvent(tid, _, ev) if ev == Event::PTRACE_EVENT_CLONE as i32 => {
-                if let Ok(new) = ptrace::getevent(tid) {
-                    self.threads
-                        .entry(Pid::from_raw(new as i32))
-                        .or_insert(ThreadState::Running);
-                }
-                self.resume(tid, None)?;
-                Ok(None)
-            }
-            WaitStatus::PtraceEvent(tid, _, ev) if ev == Event::PTRACE_EVENT_STOP as i32 => {
-                let known = self.threads.contains_key(&tid);
-                self.threads.insert(tid, ThreadState::Stopped(None));
-                if !known {
-                    // A thread born traced starts with a stop; let it run.
-                    self.resume(tid, None)?;
-                    return Ok(None);
-                }
-                Ok(Some(Stop::Interrupted(tid)))
-            }
-            WaitStatus::PtraceEvent(tid, _, _) => {
-                self.resume(tid, None)?;
-                Ok(None)
-            }
-            WaitStatus::Stopped(tid, sig) => {
-                self.threads.insert(tid, ThreadState::Stopped(Some(sig)));
-                Ok(Some(Stop::Signal(tid, sig)))
-            }
-            WaitStatus::Exited(tid, _) | WaitStatus::Signaled(tid, _, _) => {
-                self.threads.remove(&tid);
-                Ok(Some(Stop::Exited(tid)))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// Resumes a stopped thread, delivering `sig`.
-    pub fn resume(&mut self, tid: Pid, sig: Option<Signal>) -> Result<(), TraceError> {
-        match ptrace::cont(tid, sig) {
-            Ok(()) | Err(Errno::ESRCH) => {
-                self.threads.insert(tid, ThreadState::Running);
-                Ok(())
-            }
-            Err(e) => Err(sys("resuming a thread")(e)),
-        }
-    }
-
-    /// Handles a stop that is not ours: a signal is delivered as it would
-    /// have been, an interrupt or exit needs nothing.
-    pub fn pass(&mut self, stop: Stop) -> Result<(), TraceError> {
-        match stop {
-            Stop::Signal(tid, sig) => self.resume(tid, Some(sig)),
-            Stop::Interrupted(tid) => self.resume(tid, None),
-            Stop::Exited(_) => Ok(()),
-        }
-    }
-
-    /// Marks a stopped thread's pending signal as handled (it will not be
-    /// delivered), e.g. the SIGTRAP of our own breakpoint.
-    pub fn swallow_signal(&mut self, tid: Pid) {
-        if let Some(ThreadState::Stopped(_)) = self.threads.get(&tid) {
-            self.threads.insert(tid, ThreadState::Stopped(None));
-        }
-    }
-
-    /// Resumes a thread stopped by us, delivering the signal it was stopped
-    /// with, if any.
-    pub fn release(&mut self, tid: Pid) -> Result<(), TraceError> {
-        match self.threads.get(&tid).copied() {
-            Some(ThreadState::Stopped(sig)) => self.resume(tid, sig),
-            _ => Ok(()),
-        }
-    }
-
-    /// Stops a running thread and waits until it is stopped; other stops
-    /// that arrive meanwhile are passed through.
-    pub fn interrupt(&mut self, tid: Pid, timeout: Duration) -> Result<(), TraceError> {
-        if matches!(self.threads.get(&tid), Some(ThreadState::Stopped(_))) {
+    /// Asks the thread to stop (it stops once it can: at once, or when it
+    /// leaves an uninterruptible wait).
+    pub fn interrupt(&mut self) -> Result<(), TraceError> {
+        if self.stopped || self.interrupt_pending || self.gone {
             return Ok(());
         }
-        ptrace::interrupt(tid).map_err(sys("interrupting a thread"))?;
-        let deadline = Instant::now() + timeout;
+        ptrace::interrupt(self.tid).map_err(sys("interrupting a thread"))?;
+        self.interrupt_pending = true;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for the thread's next stop.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, TraceError> {
+        if self.gone {
+            return Ok(Some(Event::Exited));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut nap = Duration::from_micros(20);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_stop(left)? {
-                None => return Err(TraceError::Timeout("stopping a thread")),
-                Some(Stop::Interrupted(t)) if t == tid => return Ok(()),
-                Some(Stop::Signal(t, sig)) if t == tid => {
-                    // A signal arrived first: keep it pending (it is
-                    // delivered when we resume) and consider the thread
-                    // stopped; the interrupt stop will follow and is passed.
-                    self.threads.insert(t, ThreadState::Stopped(Some(sig)));
-                    return Ok(());
+            match waitpid(self.tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(Duration::from_millis(1));
                 }
-                Some(Stop::Exited(t)) if t == tid => return Err(TraceError::Gone),
-                Some(other) => self.pass(other)?,
+                Ok(status) => {
+                    if let Some(ev) = self.classify(status) {
+                        return Ok(Some(ev));
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::ECHILD) => {
+                    self.gone = true;
+                    self.stopped = false;
+                    return Ok(Some(Event::Exited));
+                }
+                Err(e) => return Err(sys("waiting for a thread")(e)),
             }
         }
     }
 
-    /// Registers of a stopped thread.
-    pub fn regs(&self, tid: Pid) -> Result<Regs, TraceError> {
-        ptrace::getregs(tid).map_err(sys("reading registers"))
+    fn classify(&mut self, status: WaitStatus) -> Option<Event> {
+        let ev = match status {
+            WaitStatus::PtraceEvent(_, sig, ev) if ev == PtraceEvent::PTRACE_EVENT_STOP as i32 => {
+                if matches!(
+                    sig,
+                    Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+                ) {
+                    Event::GroupStop(sig)
+                } else {
+                    self.interrupt_pending = false;
+                    Event::Interrupted
+                }
+            }
+            WaitStatus::PtraceEvent(..) => Event::Interrupted,
+            WaitStatus::PtraceSyscall(_) => Event::Syscall,
+            WaitStatus::Stopped(_, sig) => Event::Signal(sig),
+            WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                self.gone = true;
+                self.stopped = false;
+                return Some(Event::Exited);
+            }
+            _ => return None,
+        };
+        self.stopped = true;
+        Some(ev)
     }
 
-    /// Sets the registers of a stopped thread.
-    pub fn set_regs(&self, tid: Pid, regs: Regs) -> Result<(), TraceError> {
-        ptrace::setregs(tid, regs).map_err(sys("writing registers"))
+    /// Keeps a signal the thread stopped with, to deliver it later.
+    pub fn hold(&mut self, sig: Signal) {
+        // Two different signals at one stop cannot happen: each stop
+        // reports one, and we resume in between.
+        self.held = Some(sig);
     }
 
-    /// Reads target memory.
-    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, TraceError> {
-        let mut buf = vec![0u8; len];
-        let n = process_vm_readv(
-            self.pid,
-            &mut [IoSliceMut::new(&mut buf)],
-            &[RemoteIoVec {
-                base: addr as usize,
-                len,
-            }],
-        )
-        .map_err(sys("reading target memory"))?;
-        buf.truncate(n);
+    /// Resumes a stopped thread (delivering `sig`), stopping at its next
+    /// system call entry or exit if `syscalls`.
+    pub fn resume(&mut self, sig: Option<Signal>, syscalls: bool) -> Result<(), TraceError> {
+        let r = if syscalls {
+            ptrace::syscall(self.tid, sig)
+        } else {
+            ptrace::cont(self.tid, sig)
+        };
+        r.map_err(sys("resuming a thread"))?;
+        self.stopped = false;
+        Ok(())
+    }
+
+    /// Registers of the stopped thread.
+    pub fn regs(&self) -> Result<Regs, TraceError> {
+        ptrace::getregs(self.tid).map_err(sys("reading registers"))
+    }
+
+    /// Sets the registers of the stopped thread.
+    pub fn set_regs(&self, regs: Regs) -> Result<(), TraceError> {
+        ptrace::setregs(self.tid, regs).map_err(sys("writing registers"))
+    }
+
+    /// The stopped thread's blocked-signal mask (`PTRACE_GETSIGMASK`).
+    pub fn sigmask(&self) -> Result<u64, TraceError> {
+        let mut mask: u64 = 0;
+        // SAFETY: PTRACE_GETSIGMASK writes `data` (8 bytes, the size we
+        // pass as `addr`) into `mask`.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETSIGMASK,
+                self.tid.as_raw(),
+                std::mem::size_of::<u64>(),
+                &mut mask as *mut u64,
+            )
+        };
+        if r < 0 {
+            return Err(sys("reading the signal mask")(Errno::last()));
+        }
+        Ok(mask)
+    }
+
+    /// The stopped thread's extended FPU state (`NT_X86_XSTATE`), in the
+    /// XSAVE layout the kernel's signal frames use.
+    pub fn xstate(&self) -> Result<Vec<u8>, TraceError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        const NT_X86_XSTATE: usize = 0x202;
+        // SAFETY: PTRACE_GETREGSET writes at most iov_len bytes into the
+        // buffer iov describes and updates iov_len.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETREGSET,
+                self.tid.as_raw(),
+                NT_X86_XSTATE,
+                &mut iov as *mut libc::iovec,
+            )
+        };
+        if r < 0 {
+            return Err(sys("reading the FPU state")(Errno::last()));
+        }
+        buf.truncate(iov.iov_len);
         Ok(buf)
     }
 
-    /// Writes target memory that is writable (stacks, heap).
-    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), TraceError> {
-        let n = process_vm_writev(
-            self.pid,
-            &[IoSlice::new(data)],
-            &[RemoteIoVec {
-                base: addr as usize,
-                len: data.len(),
-            }],
-        )
-        .map_err(sys("writing target memory"))?;
-        if n != data.len() {
-            return Err(TraceError::Sys {
-                what: "writing target memory",
-                errno: Errno::EFAULT,
-            });
+    /// Puts back the extended FPU state.
+    pub fn set_xstate(&self, state: &[u8]) -> Result<(), TraceError> {
+        let mut copy = state.to_vec();
+        let mut iov = libc::iovec {
+            iov_base: copy.as_mut_ptr().cast(),
+            iov_len: copy.len(),
+        };
+        // SAFETY: PTRACE_SETREGSET reads iov_len bytes from the buffer.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_SETREGSET,
+                self.tid.as_raw(),
+                0x202usize,
+                &mut iov as *mut libc::iovec,
+            )
+        };
+        if r < 0 {
+            return Err(sys("writing the FPU state")(Errno::last()));
         }
         Ok(())
     }
 
-    /// Replaces the byte at `addr` in (read-only) code, through a stopped
-    /// thread; returns the old byte.
-    pub fn poke_code_byte(&self, via: Pid, addr: u64, byte: u8) -> Result<u8, TraceError> {
-        let word = ptrace::read(via, addr as ptrace::AddressType).map_err(sys("reading code"))?;
-        let old = (word & 0xff) as u8;
-        let new = (word & !0xff) | byte as libc::c_long;
-        ptrace::write(via, addr as ptrace::AddressType, new).map_err(sys("writing code"))?;
-        Ok(old)
+    /// Stops the thread if needed (waiting as long as it takes) and
+    /// detaches, delivering any held signal. The thread runs on.
+    pub fn detach(mut self) -> Result<(), TraceError> {
+        self.release()
     }
 
-    /// Makes stopped thread `tid` call `func(args...)` and returns its
-    /// result (`rax`). The thread's registers are restored afterwards,
-    /// exactly, so it later carries on where it was (a system call it was
-    /// in is restarted by the kernel). `data` is copied onto the thread's
-    /// stack, below the red zone, first; `args` may refer to it through
-    /// [`StackData`] offsets.
-    pub fn call(
-        &mut self,
-        tid: Pid,
-        func: u64,
-        args: &[Arg],
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<u64, TraceError> {
-        let saved = self.regs(tid)?;
-        let prior = self
-            .threads
-            .get(&tid)
-            .copied()
-            .unwrap_or(ThreadState::Stopped(None));
-        let result = self.call_inner(tid, saved, func, args, data, timeout);
-        // Restore whatever happened, unless the thread is gone.
-        match self.set_regs(tid, saved) {
-            Ok(()) | Err(TraceError::Gone) => {}
-            Err(e) => return Err(e),
+    /// [`detach`](Self::detach), for an owner that is being dropped.
+    pub fn release(&mut self) -> Result<(), TraceError> {
+        if self.gone {
+            return Ok(());
         }
-        // The thread is stopped again as it was before the call, with the
-        // same signal (if any) pending; the SIGSEGV that ended the call is
-        // never delivered.
-        self.threads.insert(tid, prior);
-        result
-    }
-
-    fn call_inner(
-        &mut self,
-        tid: Pid,
-        saved: Regs,
-        func: u64,
-        args: &[Arg],
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<u64, TraceError> {
-        assert!(args.len() <= 6, "at most six integer arguments");
-        // Leave the red zone (128 bytes) and then some untouched.
-        let data_at = (saved.rsp - 1024 - data.len() as u64) & !0xf;
-        self.write(data_at, data)?;
-        // The return address is 0: returning faults there, which is how we
-        // know the call is over. At function entry rsp + 8 is 16-aligned.
-        let sp = data_at - 64 - 8;
-        self.write(sp, &0u64.to_le_bytes())?;
-        let mut r = saved;
-        r.rsp = sp;
-        r.rip = func;
-        r.rax = 0;
-        // Not in a system call any more: stops the kernel from "restarting"
-        // one by rewinding our new rip.
-        r.orig_rax = u64::MAX;
-        // The ABI requires the direction flag clear at calls.
-        r.eflags &= !(1 << 10);
-        let values: Vec<u64> = args
-            .iter()
-            .map(|a| match a {
-                Arg::Value(v) => *v,
-                Arg::Data(off) => data_at + *off as u64,
-            })
-            .collect();
-        let slots = [
-            &mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.rcx, &mut r.r8, &mut r.r9,
-        ];
-        for (slot, v) in slots.into_iter().zip(values) {
-            *slot = v;
-        }
-        self.set_regs(tid, r)?;
-        // Any signal pending for this thread waits until the call is over.
-        self.resume(tid, None)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let stop = self.next_stop(left.max(Duration::from_millis(1)))?;
-            match stop {
-                None if Instant::now() >= deadline => {
-                    return Err(TraceError::Timeout("waiting for the injected call"));
+        if !self.stopped {
+            self.interrupt()?;
+            let since = Instant::now();
+            let mut told = false;
+            while !self.stopped && !self.gone {
+                if let Some(Event::Signal(sig)) = self.wait(Some(Duration::from_millis(100)))? {
+                    self.hold(sig);
                 }
-                None => {}
-                Some(Stop::Signal(t, Signal::SIGSEGV)) if t == tid => {
-                    let now = self.regs(tid)?;
-                    if now.rip == 0 {
-                        return Ok(now.rax);
-                    }
-                    return Err(TraceError::Fault(now.rip));
+                if !told && since.elapsed() > Duration::from_secs(2) && !self.stopped {
+                    told = true;
+                    eprintln!(
+                        "rprof: waiting for thread {} to leave an uninterruptible wait before letting it go (it must not be left half-stopped)",
+                        self.tid
+                    );
                 }
-                Some(Stop::Signal(t, sig)) if t == tid => {
-                    // Deliver it: the target's handler runs on top of the
-                    // call, as it would have on top of its own code.
-                    self.resume(tid, Some(sig))?;
-                }
-                Some(Stop::Exited(t)) if t == tid => return Err(TraceError::Gone),
-                Some(other) => self.pass(other)?,
+            }
+            if self.gone {
+                return Ok(());
             }
         }
-    }
-
-    /// Reads a NUL-terminated string of at most `max` bytes.
-    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<String, TraceError> {
-        let bytes = self.read(addr, max)?;
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
-    }
-
-    /// Stops every running thread, then detaches from all, delivering any
-    /// signal a thread was stopped with.
-    pub fn detach_all(&mut self) {
-        let tids: Vec<Pid> = self.threads.keys().copied().collect();
-        for tid in &tids {
-            let _ = self.interrupt(*tid, Duration::from_millis(500));
-        }
-        // Signals that arrived and were parked.
-        for stop in std::mem::take(&mut self.pending) {
-            if let Stop::Signal(t, sig) = stop {
-                self.threads.insert(t, ThreadState::Stopped(Some(sig)));
+        let sig = self.held.take();
+        match ptrace::detach(self.tid, sig) {
+            Ok(()) | Err(Errno::ESRCH) => {
+                self.gone = true;
+                Ok(())
             }
-        }
-        for (tid, st) in std::mem::take(&mut self.threads) {
-            let sig = match st {
-                ThreadState::Stopped(sig) => sig,
-                ThreadState::Running => None,
-            };
-            let _ = ptrace::detach(tid, sig);
+            Err(e) => Err(sys("detaching a thread")(e)),
         }
     }
 }
 
-impl Drop for Tracer {
+impl Drop for Seized {
     fn drop(&mut self) {
-        self.detach_all();
+        let _ = self.release();
     }
 }
 
-/// An argument of an injected call.
-#[derive(Clone, Copy, Debug)]
-pub enum Arg {
-    /// A plain integer or pointer.
-    Value(u64),
-    /// The address of `data[offset]` once copied to the stack.
-    Data(usize),
+/// Reads target memory.
+pub fn read(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>, TraceError> {
+    use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+    let mut buf = vec![0u8; len];
+    let n = process_vm_readv(
+        Pid::from_raw(pid),
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &[RemoteIoVec {
+            base: addr as usize,
+            len,
+        }],
+    )
+    .map_err(sys("reading target memory"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Writes target memory that is writable (stacks).
+pub fn write(pid: i32, addr: u64, data: &[u8]) -> Result<(), TraceError> {
+    use nix::sys::uio::{process_vm_writev, RemoteIoVec};
+    let n = process_vm_writev(
+        Pid::from_raw(pid),
+        &[std::io::IoSlice::new(data)],
+        &[RemoteIoVec {
+            base: addr as usize,
+            len: data.len(),
+        }],
+    )
+    .map_err(sys("writing target memory"))?;
+    if n != data.len() {
+        return Err(TraceError::Sys {
+            what: "writing target memory",
+            errno: Errno::EFAULT,
+        });
+    }
+    Ok(())
 }

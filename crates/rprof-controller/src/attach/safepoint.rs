@@ -1,0 +1,259 @@
+//! Finding a thread to borrow, at a point where it holds neither the
+//! allocator's nor the dynamic loader's lock, without breakpoints and
+//! without tracing more than one thread at a time.
+//!
+//! Two kinds of thread qualify:
+//! * one **blocked in a waiting system call** (`accept`, `read`, `poll`,
+//!   `futex`, `clock_nanosleep`, ...; [`WAITING_SYSCALLS`]) that shows the
+//!   same line in `/proc/PID/task/TID/syscall` twice, 2 ms apart, and is not
+//!   in an uninterruptible wait (`D`); once stopped, its registers must
+//!   still show that call interrupted;
+//! * one **running the interpreter**: stopped for a look, its `rip` is in
+//!   libpython's (or the python executable's) code, not in libc or the
+//!   loader.
+//!
+//! Either way, its live stack (the 64 KiB above `rsp`) must hold no return
+//! address into the dynamic loader (a thread waiting inside `dlopen` or
+//! running a library constructor) and no signal frame (a thread running a
+//! signal handler, which may have interrupted `malloc`), and its stack
+//! mapping must leave room for the call. Threads that do not qualify are let go at once. The search
+//! repeats every few milliseconds (a thread may block just after being
+//! looked at) until the deadline.
+//!
+//! A thread that was asked to stop but has not stopped yet (it entered an
+//! uninterruptible wait: `vfork`, disk I/O) is kept in a waiting list and
+//! looked at once it stops; it is never let go before it has (the
+//! [`Seized`] guard waits for it).
+
+use super::proc;
+use super::ptrace::{self, Event, Seized, TraceError};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// x86_64 system calls a thread waits in, and which neither `malloc` nor
+/// the dynamic loader blocks in.
+pub const WAITING_SYSCALLS: &[i64] = &[
+    0,   // read
+    7,   // poll
+    23,  // select
+    34,  // pause
+    35,  // nanosleep
+    43,  // accept
+    45,  // recvfrom
+    47,  // recvmsg
+    61,  // wait4
+    128, // rt_sigtimedwait
+    130, // rt_sigsuspend
+    202, // futex
+    230, // clock_nanosleep
+    232, // epoll_wait
+    247, // waitid
+    270, // pselect6
+    271, // ppoll
+    281, // epoll_pwait
+    288, // accept4
+    441, // epoll_pwait2
+];
+
+/// Code ranges that decide whether a stopped thread qualifies.
+#[derive(Clone, Debug, Default)]
+pub struct Ranges {
+    /// Executable mappings of libpython or the python executable.
+    pub python: Vec<(u64, u64)>,
+    /// Executable mappings of the dynamic loader.
+    pub loader: Vec<(u64, u64)>,
+    /// glibc's `__restore_rt`: on a thread's stack, the return address of
+    /// a signal handler that is running.
+    pub restore_rt: u64,
+}
+
+fn within(ranges: &[(u64, u64)], a: u64) -> bool {
+    ranges.iter().any(|&(s, e)| s <= a && a < e)
+}
+
+/// A borrowed thread, stopped at a safe point.
+pub struct Caught {
+    /// The thread.
+    pub thread: Seized,
+    /// How it was found, for diagnostics.
+    pub how: String,
+}
+
+/// Why no thread was caught.
+pub enum Missed {
+    /// ptrace failed.
+    Trace(TraceError),
+    /// No thread qualified before the deadline.
+    Timeout,
+    /// rprof was asked to stop meanwhile.
+    Interrupted,
+}
+
+impl From<TraceError> for Missed {
+    fn from(e: TraceError) -> Self {
+        Missed::Trace(e)
+    }
+}
+
+/// Looks at a stopped thread: `Some(description)` if it may be borrowed.
+fn qualifies(pid: i32, t: &Seized, ranges: &Ranges) -> Result<Option<String>, TraceError> {
+    let r = t.regs()?;
+    let how = if (r.orig_rax as i64) >= 0 {
+        let interrupted = matches!(r.rax as i64, -516..=-512);
+        if !(interrupted && WAITING_SYSCALLS.contains(&(r.orig_rax as i64))) {
+            return Ok(None);
+        }
+        format!("blocked in system call {}", r.orig_rax)
+    } else if within(&ranges.python, r.rip) {
+        "running the interpreter".to_string()
+    } else {
+        return Ok(None);
+    };
+    // A return address into the loader on the live stack: the thread may be
+    // inside dlopen or a constructor (holding the loader's lock).
+    let maps = proc::maps(pid).map_err(|_| TraceError::Gone)?;
+    let top = maps
+        .iter()
+        .find(|m| m.start <= r.rsp && r.rsp < m.end)
+        .map_or(r.rsp, |m| m.end);
+    let len = top.saturating_sub(r.rsp).min(64 * 1024) as usize;
+    let stack = ptrace::read(pid, r.rsp, len)?;
+    // Nor may it be running a signal handler (the code it interrupted may
+    // hold malloc's lock): its return address is __restore_rt.
+    if stack
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+        .any(|v| v == ranges.restore_rt || (within(&ranges.loader, v) && after_a_call(pid, v)))
+    {
+        return Ok(None);
+    }
+    Ok(Some(how))
+}
+
+/// Whether the code just before `v` is a call instruction, i.e. `v` is a
+/// return address and not just a pointer to a function (such as
+/// `_dl_fini`, which the main thread's outermost frame keeps).
+fn after_a_call(pid: i32, v: u64) -> bool {
+    let Ok(code) = ptrace::read(pid, v.saturating_sub(7), 7) else {
+        return true;
+    };
+    if code.len() != 7 {
+        return true;
+    }
+    // call rel32
+    if code[2] == 0xe8 {
+        return true;
+    }
+    // call r/m64: ff /2, with a 0-, 1- or 4-byte displacement, register or
+    // memory operand, with or without SIB.
+    [5usize, 4, 1, 0, 3]
+        .iter()
+        .any(|&i| code[i] == 0xff && code.get(i + 1).is_some_and(|m| (m >> 3) & 7 == 2))
+}
+
+/// Finds and stops a thread to borrow, by `deadline`. `stop_requested`
+/// is polled between looks.
+pub fn catch(
+    pid: i32,
+    ranges: &Ranges,
+    deadline: Instant,
+    skip: &[i32],
+    stop_requested: &dyn Fn() -> bool,
+) -> Result<Caught, Missed> {
+    let mut limbo: Vec<Seized> = Vec::new();
+    let mut first = true;
+    loop {
+        if stop_requested() {
+            return Err(Missed::Interrupted);
+        }
+        // Threads that stopped since we asked.
+        let mut i = 0;
+        while i < limbo.len() {
+            match limbo[i].wait(Some(Duration::ZERO))? {
+                None => i += 1,
+                Some(Event::Exited) => {
+                    limbo.swap_remove(i);
+                }
+                Some(ev) => {
+                    let mut t = limbo.swap_remove(i);
+                    if let Event::Signal(sig) = ev {
+                        t.hold(sig);
+                    }
+                    if let Some(how) = qualifies(pid, &t, ranges)? {
+                        return Ok(Caught { thread: t, how });
+                    }
+                }
+            }
+        }
+        let mut tids = proc::threads(pid).map_err(|_| TraceError::Gone)?;
+        if tids.is_empty() {
+            return Err(TraceError::Gone.into());
+        }
+        tids.sort_by_key(|t| (*t != pid, *t));
+        tids.retain(|t| !limbo.iter().any(|l| l.tid() == *t) && !skip.contains(t));
+        // Blocked threads, seen twice.
+        let look: HashMap<i32, String> = tids
+            .iter()
+            .filter_map(|t| proc::task_syscall(pid, *t).map(|s| (*t, s)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(2));
+        let mut order: Vec<(i32, bool)> = Vec::new();
+        for &tid in &tids {
+            let state = proc::task_state(pid, tid);
+            if !matches!(state, Some('S' | 'R')) {
+                continue;
+            }
+            let again = proc::task_syscall(pid, tid);
+            let blocked = match (look.get(&tid), &again) {
+                (Some(a), Some(b)) if a == b => b
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .is_some_and(|n| WAITING_SYSCALLS.contains(&n)),
+                _ => false,
+            };
+            if state == Some('S') && blocked {
+                order.push((tid, true));
+            } else if state == Some('R') {
+                order.push((tid, false));
+            }
+        }
+        // Blocked threads first, then running ones.
+        order.sort_by_key(|&(tid, blocked)| (!blocked, tid != pid));
+        for (tid, _) in order {
+            let mut t = match Seized::seize(tid) {
+                Ok(t) => t,
+                Err(TraceError::Gone) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if first {
+                first = false;
+                crate::testing::pause_at("seized", None);
+            }
+            if stop_requested() {
+                // Dropping `t` detaches it.
+                return Err(Missed::Interrupted);
+            }
+            t.interrupt()?;
+            match t.wait(Some(Duration::from_millis(20)))? {
+                None => {
+                    // Entered an uninterruptible wait: look later.
+                    limbo.push(t);
+                    continue;
+                }
+                Some(Event::Exited) => continue,
+                Some(Event::Signal(sig)) => t.hold(sig),
+                Some(_) => {}
+            }
+            if let Some(how) = qualifies(pid, &t, ranges)? {
+                return Ok(Caught { thread: t, how });
+            }
+            t.detach()?;
+        }
+        if Instant::now() >= deadline {
+            // Dropping the waiting list waits for each of them to stop.
+            return Err(Missed::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
