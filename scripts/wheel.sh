@@ -19,9 +19,10 @@ if [ ! -x "$venv/bin/maturin" ] || ! "$venv/bin/python" -m ziglang version >/dev
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 
-rm -f target/wheels/rprof-*.whl
+out=${RPROF_WHEEL_DIR:-target/wheels}
+rm -f "$out"/rprof-*.whl
 # The `dist` profile (Cargo.toml) is `release` without debug info.
 maturin build --quiet --profile dist --zig \
     --target x86_64-unknown-linux-gnu --compatibility manylinux_2_17 \
-    --out target/wheels >&2
-ls target/wheels/rprof-*manylinux_2_17_x86_64.whl
+    --out "$out" >&2
+ls "$out"/rprof-*manylinux_2_17_x86_64.whl
