@@ -160,6 +160,7 @@ mod tests {
             perms: "r-xp".into(),
             offset: 0,
             path: Some(path.into()),
+            label: path.into(),
         }
     }
 
