@@ -82,15 +82,13 @@ fn ptrace_scope() -> Option<u32> {
 /// mount there wins), with the filesystem's own options.
 fn mount_options(pid: &str, mountpoint: &str) -> Option<(String, String)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let super_opts = right.split(' ').nth(2).unwrap_or("");
-            (f.get(4) == Some(&mountpoint))
-                .then(|| (f.get(5).unwrap_or(&"").to_string(), super_opts.to_string()))
-        })
-        .last()
+    text.lines().rev().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let f: Vec<&str> = left.split(' ').collect();
+        let super_opts = right.split(' ').nth(2).unwrap_or("");
+        (f.get(4) == Some(&mountpoint))
+            .then(|| (f.get(5).unwrap_or(&"").to_string(), super_opts.to_string()))
+    })
 }
 
 fn mib(bytes: u64) -> String {
@@ -110,8 +108,8 @@ fn check_shm(r: &mut Report, pid: &str, local: &std::path::Path, whose: &str) {
     let mut facts = Vec::new();
     let mut level = Level::Ok;
     if let Ok(st) = nix::sys::statvfs::statvfs(local) {
-        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
-        let total = st.blocks() as u64 * st.fragment_size() as u64;
+        let free = st.blocks_available() * st.fragment_size();
+        let total = st.blocks() * st.fragment_size();
         facts.push(format!("{} free of {}", mib(free), mib(total)));
         if free < DEFAULT_RING {
             level = Level::Warn;
