@@ -73,9 +73,11 @@ pub fn is_rprof_memfd(link: &str) -> bool {
 /// 16 random hex digits.
 pub fn nonce() -> String {
     let mut b = [0u8; 8];
+    // A raw system call, not glibc's `getrandom` wrapper (glibc 2.25): the
+    // wheel's binary links against glibc 2.17.
     // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
+    if n != b.len() as libc::c_long {
         // Unpredictability is not needed for correctness (the name only has
         // to be new); fall back on time and pid.
         let t = std::time::SystemTime::now()
@@ -95,8 +97,11 @@ pub fn memfd(name: &str, exec: bool) -> io::Result<File> {
     let cname = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     for extra in if exec { vec![MFD_EXEC, 0] } else { vec![0] } {
+        // A raw system call, not glibc's wrapper (glibc 2.27): the wheel's
+        // binary links against glibc 2.17.
         // SAFETY: memfd_create reads the NUL-terminated name.
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags | extra) };
+        let fd = unsafe { libc::syscall(libc::SYS_memfd_create, cname.as_ptr(), flags | extra) };
+        let fd = fd as libc::c_int;
         if fd >= 0 {
             // SAFETY: fd is a new descriptor we own.
             return Ok(unsafe { File::from_raw_fd(fd) });
