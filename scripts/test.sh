@@ -56,18 +56,33 @@ scripts/test_wheel.sh
 
 echo "== workspace tests (unit, integration, differential)"
 log=$(mktemp)
+wheel_log=$(mktemp)
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
-read -r passed failed ignored skips < <(awk '
+
+echo "== the wheel (build, glibc floor, venv installs, musl refusal)"
+wheel_status=0
+scripts/test_wheel.sh 2>&1 | tee "$wheel_log" || wheel_status=$?
+[ "$status" -ne 0 ] || status=$wheel_status
+
+count() {
+    awk '
     /^test result: / { for (i = 1; i <= NF; i++) {
         if ($(i+1) ~ /^passed;/) p += $i
         if ($(i+1) ~ /^failed;/) f += $i
         if ($(i+1) ~ /^ignored;/) g += $i } }
     /^[0-9]+ skipped: / { s += $1 }
-    END { print p + 0, f + 0, g + 0, s + 0 }' "$log")
-rm -f "$log"
+    END { print p + 0, f + 0, g + 0, s + 0 }' "$1"
+}
+read -r passed failed ignored skips < <(count "$log")
+# The wheel step runs tests the workspace run left ignored.
+read -r wpassed wfailed _ _ < <(count "$wheel_log")
+passed=$((passed + wpassed))
+failed=$((failed + wfailed))
+ignored=$((ignored - wpassed - wfailed))
+rm -f "$log" "$wheel_log"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-    failed=1 # a test binary that did not build or crashed
+    failed=1 # a test binary that did not build or crashed, or the wheel build failed
 fi
 echo "$passed passed, $failed failed, $((skips + ignored)) skipped"
 exit "$status"

@@ -17,11 +17,17 @@ if [ ! -x "$venv/bin/maturin" ] || ! "$venv/bin/python" -m ziglang version >/dev
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         'maturin>=1.5,<2' 'ziglang>=0.13' 'cargo-zigbuild>=0.19'
 fi
+# The tests install the wheel with this pip into interpreters that ship no
+# ensurepip (Debian's 3.15): it must know the newest Pythons.
+if ! "$venv/bin/python" -c 'import pip, sys; sys.exit(int(pip.__version__.split(".")[0]) < 25)'; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'pip>=25'
+fi
 export PATH="$PWD/$venv/bin:$PATH"
 
-rm -f target/wheels/rprof-*.whl
+out=${RPROF_WHEEL_DIR:-target/wheels}
+rm -f "$out"/rprof-*.whl
 # The `dist` profile (Cargo.toml) is `release` without debug info.
 maturin build --quiet --profile dist --zig \
     --target x86_64-unknown-linux-gnu --compatibility manylinux_2_17 \
-    --out target/wheels >&2
-ls target/wheels/rprof-*manylinux_2_17_x86_64.whl
+    --out "$out" >&2
+ls "$out"/rprof-*manylinux_2_17_x86_64.whl

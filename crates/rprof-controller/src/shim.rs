@@ -73,10 +73,11 @@ pub fn is_rprof_memfd(link: &str) -> bool {
 /// 16 random hex digits.
 pub fn nonce() -> String {
     let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b. A raw system
-    // call: glibc's wrapper is newer than the 2.17 floor.
-    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) } as isize;
-    if n != b.len() as isize {
+    // A raw system call, not glibc's `getrandom` wrapper (glibc 2.25): the
+    // wheel's binary links against glibc 2.17.
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
+    if n != b.len() as libc::c_long {
         // Unpredictability is not needed for correctness (the name only has
         // to be new); fall back on time and pid.
         let t = std::time::SystemTime::now()
@@ -96,10 +97,11 @@ pub fn memfd(name: &str, exec: bool) -> io::Result<File> {
     let cname = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     for extra in if exec { vec![MFD_EXEC, 0] } else { vec![0] } {
-        // SAFETY: memfd_create reads the NUL-terminated name. A raw system
-        // call: glibc's wrapper is newer than the 2.17 floor.
-        let fd =
-            unsafe { libc::syscall(libc::SYS_memfd_create, cname.as_ptr(), flags | extra) } as i32;
+        // A raw system call, not glibc's wrapper (glibc 2.27): the wheel's
+        // binary links against glibc 2.17.
+        // SAFETY: memfd_create reads the NUL-terminated name.
+        let fd = unsafe { libc::syscall(libc::SYS_memfd_create, cname.as_ptr(), flags | extra) };
+        let fd = fd as libc::c_int;
         if fd >= 0 {
             // SAFETY: fd is a new descriptor we own.
             return Ok(unsafe { File::from_raw_fd(fd) });

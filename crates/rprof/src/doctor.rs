@@ -82,16 +82,13 @@ fn ptrace_scope() -> Option<u32> {
 /// mount there wins), with the filesystem's own options.
 fn mount_options(pid: &str, mountpoint: &str) -> Option<(String, String)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    text.lines()
-        .rev()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let super_opts = right.split(' ').nth(2).unwrap_or("");
-            (f.get(4) == Some(&mountpoint))
-                .then(|| (f.get(5).unwrap_or(&"").to_string(), super_opts.to_string()))
-        })
-        .next()
+    text.lines().rev().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let f: Vec<&str> = left.split(' ').collect();
+        let super_opts = right.split(' ').nth(2).unwrap_or("");
+        (f.get(4) == Some(&mountpoint))
+            .then(|| (f.get(5).unwrap_or(&"").to_string(), super_opts.to_string()))
+    })
 }
 
 fn mib(bytes: u64) -> String {
