@@ -572,6 +572,38 @@ fn attach_into_a_target_with_another_root() {
     t.end();
 }
 
+/// A target in a plain `chroot` (no `pivot_root`): its maps, read from
+/// the host, name files relative to the host's root (`NEWROOT/usr/...`),
+/// which `/proc/PID/root` would prefix a second time. rprof reads the
+/// files the target mapped through `/proc/PID/map_files` instead.
+#[test]
+fn attach_into_a_chrooted_target() {
+    let dir = scratch();
+    let new_root = dir.path().join("root");
+    std::fs::create_dir(&new_root).unwrap();
+    let script = "exec unshare -m --propagation private sh -c \
+        'set -e; mount --rbind / \"$3\"; \
+         exec chroot \"$3\" \"$0\" -c \"$1\" \"$2\"' \"$0\" \"$1\" \"$2\" \"$3\"";
+    let (t, host_pid) = container(script, &[&new_root], dir.path());
+    let maps = std::fs::read_to_string(format!("/proc/{host_pid}/maps")).unwrap();
+    let root = new_root.to_str().unwrap();
+    assert!(
+        maps.lines()
+            .any(|l| l.contains(&format!("{root}/")) && l.contains("libc")),
+        "the chrooted target's maps do not show host-relative paths:\n{maps}"
+    );
+    let prof = dir.path().join("chroot.prof");
+    assert_attach_works(
+        rprof()
+            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
+            .arg(&prof),
+        &prof,
+        host_pid,
+        "host -> chrooted target",
+    );
+    t.end();
+}
+
 // -------------------------------------------------------------- wheel
 
 fn wheel() -> PathBuf {
