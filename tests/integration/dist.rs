@@ -455,6 +455,20 @@ fn container(script: &str, extra: &[&Path], dir: &Path) -> (Started, u32) {
     (t, host_pid)
 }
 
+/// `rprof attach` from the host for one second into `prof`, then ends the
+/// target; asserts success and a profile of the service.
+fn attach_from_the_host(t: Started, host_pid: u32, prof: &Path, ctx: &str) {
+    assert_attach_works(
+        rprof()
+            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
+            .arg(prof),
+        prof,
+        host_pid,
+        ctx,
+    );
+    t.end();
+}
+
 /// `rprof attach` for one second into `prof`; asserts success and a
 /// profile of the service.
 fn assert_attach_works(cmd: &mut Command, prof: &Path, host_pid: u32, ctx: &str) {
@@ -509,16 +523,12 @@ fn attach_from_the_host_into_a_container_with_noexec_shm() {
             && text.contains("noexec"),
         "doctor does not describe the target's /dev/shm:\n{text}"
     );
-    let prof = dir.path().join("host.prof");
-    assert_attach_works(
-        rprof()
-            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
-            .arg(&prof),
-        &prof,
+    attach_from_the_host(
+        t,
         host_pid,
+        &dir.path().join("host.prof"),
         "host -> container (noexec /dev/shm)",
     );
-    t.end();
 }
 
 /// A sidecar (`docker run --pid=container:X`, `kubectl debug --target`):
@@ -560,16 +570,12 @@ fn attach_into_a_target_with_another_root() {
     let theirs = std::fs::metadata(format!("/proc/{host_pid}/root/tmp")).unwrap();
     let ours = std::fs::metadata("/tmp").unwrap();
     assert_ne!(theirs.dev(), ours.dev(), "the target's /tmp is the host's");
-    let prof = dir.path().join("pivot.prof");
-    assert_attach_works(
-        rprof()
-            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
-            .arg(&prof),
-        &prof,
+    attach_from_the_host(
+        t,
         host_pid,
+        &dir.path().join("pivot.prof"),
         "host -> target with another root",
     );
-    t.end();
 }
 
 /// A target in a plain `chroot` (no `pivot_root`): its maps, read from
@@ -592,16 +598,12 @@ fn attach_into_a_chrooted_target() {
             .any(|l| l.contains(&format!("{root}/")) && l.contains("libc")),
         "the chrooted target's maps do not show host-relative paths:\n{maps}"
     );
-    let prof = dir.path().join("chroot.prof");
-    assert_attach_works(
-        rprof()
-            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
-            .arg(&prof),
-        &prof,
+    attach_from_the_host(
+        t,
         host_pid,
+        &dir.path().join("chroot.prof"),
         "host -> chrooted target",
     );
-    t.end();
 }
 
 // -------------------------------------------------------------- wheel
