@@ -199,16 +199,15 @@ impl Announcements {
 pub const ENV_MAIN: &str = "RPROF_FOLLOW_MAIN";
 
 /// rprof's `sitecustomize`, found first on `PYTHONPATH` by every Python the
-/// program starts. It takes itself off `sys.path` and out of
-/// `sys.modules`, loads the shim, has it make, announce and start a ring of
+/// program starts. It takes itself off `sys.path`, loads the shim, has it make, announce and start a ring of
 /// its own (`rprof_start_child`), takes what it imported for that out of
-/// `sys.modules` again, and imports the real `sitecustomize`, if any.
+/// `sys.modules` again, and runs the real `sitecustomize`, if any, which
+/// takes its place in `sys.modules`.
 pub const SITECUSTOMIZE: &str = r#"# rprof --subprocesses: profiles this Python for the rprof that started its ancestor.
 def _rprof_follow():
     import os, sys
     here = os.path.dirname(__file__)
     sys.path[:] = [p for p in sys.path if p != here]
-    del sys.modules["sitecustomize"]
     main = os.environ.pop("RPROF_FOLLOW_MAIN", None)
     spec = os.environ.get("RPROF_FOLLOW")
     shim = os.environ.get("RPROF_FOLLOW_SHIM")
@@ -229,14 +228,15 @@ def _rprof_follow():
         for name in loaded:
             sys.modules.pop(name, None)
         if why is not None:
-            sys.stderr.write("rprof: warning: PID %d (%s) is not profiled: %s
-" % (os.getpid(), " ".join(getattr(sys, "orig_argv", sys.argv) or [sys.executable]), why))
+            sys.stderr.write("rprof: warning: PID %d (%s) is not profiled: %s\n" % (os.getpid(), " ".join(getattr(sys, "orig_argv", sys.argv) or [sys.executable]), why))
             sys.stderr.flush()
-    try:
-        import sitecustomize
-    except ImportError as e:
-        if getattr(e, "name", None) != "sitecustomize":
-            raise
+    # The real sitecustomize, if any, replaces this one in sys.modules
+    # (the import system keeps whatever is there once this returns).
+    spec = sys.modules["_frozen_importlib_external"].PathFinder.find_spec("sitecustomize", sys.path)
+    if spec is not None and spec.loader is not None:
+        module = sys.modules["_frozen_importlib"].module_from_spec(spec)
+        sys.modules["sitecustomize"] = module
+        spec.loader.exec_module(module)
 _rprof_follow()
 del _rprof_follow
 "#;

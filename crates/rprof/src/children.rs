@@ -2,7 +2,7 @@
 //! starts, each a [`Session`] on the ring the process announced (see
 //! `rprof_controller::follow`), and their merge into one profile.
 
-use rprof_controller::follow::Announcements;
+use rprof_controller::follow;
 use rprof_reader::{Capture, Ring, Session};
 use rprof_stats::{CallStats, FuncId, Function, FunctionStats, Profile};
 use std::collections::HashMap;
@@ -22,7 +22,9 @@ pub struct Followed {
 
 /// Every followed process.
 pub struct Children {
-    pub announcements: Announcements,
+    /// The announce channels and the `sitecustomize` zip (kept open for
+    /// as long as children may start).
+    pub setup: follow::Children,
     pub procs: Vec<Followed>,
     want_paths: Option<rprof_stats::PathLimits>,
 }
@@ -59,9 +61,9 @@ fn signal_name(sig: i32) -> String {
 }
 
 impl Children {
-    pub fn new(announcements: Announcements, want_paths: Option<rprof_stats::PathLimits>) -> Self {
+    pub fn new(setup: follow::Children, want_paths: Option<rprof_stats::PathLimits>) -> Self {
         Children {
-            announcements,
+            setup,
             procs: Vec::new(),
             want_paths,
         }
@@ -70,7 +72,7 @@ impl Children {
     /// Takes the new announcements, drains every ring, notes which
     /// processes ended. Returns the words read.
     pub fn poll(&mut self) -> usize {
-        while let Ok(Some(a)) = self.announcements.try_recv() {
+        while let Ok(Some(a)) = self.setup.announcements.try_recv() {
             {
                 {
                     let label = cmdline(a.pid);

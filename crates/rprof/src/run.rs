@@ -50,7 +50,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             .context("cannot set up --subprocesses (an abstract unix socket and a memfd)")?;
         launch.follow_env = c.env(ring.header(), &shim::proc_path(&shim_file));
         Some(crate::children::Children::new(
-            c.announcements,
+            c,
             output.needs_paths().then_some(output.limits),
         ))
     } else {
