@@ -11,6 +11,13 @@ whole tree computed. MODE says how the children are made: `fork`
 (ProcessPoolExecutor of 2), `subprocess` (subprocess.run of sys.executable
 on this file, MODE `leaf`).
 
+`forklater` (for attach): writes OUTDIR/ready, waits for OUTDIR/go,
+then forks 2 children. `orphan` (rprof killed): forks child A, which is
+profiled, writes OUTDIR/a-ready and waits for OUTDIR/go (the test kills
+rprof first); then the parent forks child B (whose announcement fails),
+and both verify they run unhooked (A after its agent noticed rprof is
+gone); the parent writes `ok` or why not to OUTDIR/result.
+
 With --check-clean, forked children verify they run unhooked (no profiler
 running in this process: no C-level profile function on any thread, no
 sys.monitoring tool; see _target.leftover_hooks) and exit 3 if not.
@@ -65,6 +72,20 @@ def forked_child(outdir, n, check_clean):
     os._exit(code)
 
 
+def wait_for(path, limit=120):
+    import time
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            sys.exit("%s never appeared" % path)
+        time.sleep(0.01)
+
+
+def touch(outdir, name):
+    with open(os.path.join(outdir, name), "w"):
+        pass
+
+
 def main():
     mode, outdir = sys.argv[1], sys.argv[2]
     check_clean = "--check-clean" in sys.argv[3:]
@@ -101,6 +122,41 @@ def main():
         subprocess.run([sys.executable, os.path.abspath(__file__), "leaf", outdir], check=True)
         work(10)
         record(outdir, 10)
+    elif mode == "forklater":
+        touch(outdir, "ready")
+        wait_for(os.path.join(outdir, "go"))
+        pids = []
+        for k in range(2):
+            pid = os.fork()
+            if pid == 0:
+                forked_child(outdir, 100 * (k + 1), check_clean)
+            pids.append(pid)
+        work(7)
+        record(outdir, 7)
+        for p in pids:
+            _, status = os.waitpid(p, 0)
+            if status != 0:
+                sys.exit("child %d ended with wait status %d" % (p, status))
+    elif mode == "orphan":
+        import time
+        with open(os.path.join(outdir, "main.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        a = os.fork()
+        if a == 0:
+            work(300)
+            record(outdir, 300)
+            touch(outdir, "a-ready")
+            wait_for(os.path.join(outdir, "go"))
+            # Its agent stops the capture once rprof is silent for 1 s.
+            time.sleep(5)
+            forked_child(outdir, 30, True)
+        wait_for(os.path.join(outdir, "go"))
+        b = os.fork()
+        if b == 0:
+            forked_child(outdir, 40, True)
+        results = [os.waitpid(p, 0)[1] for p in (a, b)]
+        with open(os.path.join(outdir, "result"), "w") as f:
+            f.write("ok" if results == [0, 0] else "children ended with %r" % (results,))
     elif mode == "leaf":
         work(777)
         record(outdir, 777)
