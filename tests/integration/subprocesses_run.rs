@@ -9,7 +9,7 @@
 //! OUTDIR/PID.count, which is the reference the profiles must match
 //! exactly.
 
-use crate::util::{self, describe, run, Python};
+use crate::util::{self, describe, Python};
 use rprof_abi::{state, FullPolicy, Hook, Mode};
 use rprof_controller::follow::Announcements;
 use rprof_reader::{clock, Ring, RingConfig, Session};
