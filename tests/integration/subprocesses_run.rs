@@ -153,8 +153,25 @@ fn run_subprocesses_follows_multiprocessing_executors_and_subprocess() {
             let out_dir = tmp.path().join("counts");
             std::fs::create_dir(&out_dir).unwrap();
             let prof = tmp.path().join("p.prof");
-            let out = rprof_run(py, hook, true, &prof, &[mode, out_dir.to_str().unwrap()]);
+            // `subprocess` also starts a `python -I`, which cannot be
+            // profiled: rprof must name it.
+            let out = rprof_run(
+                py,
+                hook,
+                true,
+                &prof,
+                &[mode, out_dir.to_str().unwrap(), "--isolated-too"],
+            );
             assert_eq!(out.status.code(), Some(0), "{ctx}: {}", describe(&out));
+            if mode == "subprocess" {
+                assert!(
+                    String::from_utf8_lossy(&out.stderr).contains(
+                        "-I -c import time; time.sleep(0.5)) was not profiled: it runs in isolated mode (-I)"
+                    ),
+                    "{ctx}: the python -I child is not reported: {}",
+                    describe(&out)
+                );
+            }
             let truth = reference(&out_dir);
             let want: u64 = truth.values().sum();
             let expected = match mode {

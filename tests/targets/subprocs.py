@@ -120,6 +120,10 @@ def main():
     elif mode == "subprocess":
         import subprocess
         subprocess.run([sys.executable, os.path.abspath(__file__), "leaf", outdir], check=True)
+        if "--isolated-too" in sys.argv[3:]:
+            # Cannot be profiled (-I ignores PYTHONPATH): rprof must say so.
+            subprocess.run([sys.executable, "-I", "-c", "import time; time.sleep(0.5)"], check=True)
+        subprocess.run(["true"], check=True)
         work(10)
         record(outdir, 10)
     elif mode == "forklater":

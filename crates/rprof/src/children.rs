@@ -27,6 +27,91 @@ pub struct Children {
     pub setup: follow::Children,
     pub procs: Vec<Followed>,
     want_paths: Option<rprof_stats::PathLimits>,
+    /// Python descendants of the program's process seen so far and not
+    /// announced: pid -> (first seen, last seen, command line, reason).
+    unseen: HashMap<i32, Unseen>,
+    last_scan: Option<Instant>,
+}
+
+/// A Python below the program that has not announced a ring (yet).
+struct Unseen {
+    first: Instant,
+    last: Instant,
+    /// A Python started with `exec` (not a fork of its parent).
+    started: bool,
+    label: String,
+    why: String,
+}
+
+/// How often the process tree is walked for Pythons that cannot be
+/// profiled.
+const SCAN_EVERY: Duration = Duration::from_millis(100);
+/// A Python seen for this long without announcing a ring is reported (a
+/// process that forked and has not run `exec` yet is a python for a
+/// moment: it is not one of them).
+const UNSEEN_AFTER: Duration = Duration::from_millis(300);
+
+/// The children of `pid` (every thread's), from `/proc/PID/task/*/children`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// Why a Python started by the program would not load rprof's
+/// `sitecustomize`, from its command line and credentials.
+fn why_not_profiled(pid: i32) -> String {
+    let args: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Interpreter options come before the script, -c or -m.
+    for a in args.iter().skip(1) {
+        if !a.starts_with('-') || a == "-c" || a == "-m" || a == "-" {
+            break;
+        }
+        if a.starts_with("--") {
+            continue;
+        }
+        for flag in a.chars().skip(1) {
+            match flag {
+                'I' => return "it runs in isolated mode (-I), which ignores PYTHONPATH".into(),
+                'E' => return "it runs with -E, which ignores PYTHONPATH".into(),
+                'S' => return "it runs with -S, which skips `site` and so sitecustomize".into(),
+                'c' | 'm' | 'W' | 'X' => break,
+                _ => {}
+            }
+        }
+    }
+    let uid = |p: &str| {
+        std::fs::read_to_string(p).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+    };
+    if uid(&format!("/proc/{pid}/status")) != uid("/proc/self/status") {
+        return "it runs as another user, who cannot open rprof's files".into();
+    }
+    "it never loaded rprof's sitecustomize (its environment lost PYTHONPATH or RPROF_FOLLOW, or it was started with -I, -E or -S)".into()
+}
+
+fn is_python(pid: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("python"))
+    })
 }
 
 fn cmdline(pid: i32) -> String {
@@ -66,7 +151,69 @@ impl Children {
             setup,
             procs: Vec::new(),
             want_paths,
+            unseen: HashMap::new(),
+            last_scan: None,
         }
+    }
+
+    /// Walks the process tree below `root` (rate-limited) for Pythons that
+    /// have not announced a ring.
+    pub fn scan(&mut self, root: i32) {
+        let now = Instant::now();
+        if self
+            .last_scan
+            .is_some_and(|t| now.duration_since(t) < SCAN_EVERY)
+        {
+            return;
+        }
+        self.last_scan = Some(now);
+        let mut stack: Vec<(i32, i32)> = children_of(root).into_iter().map(|c| (c, root)).collect();
+        let mut seen = 0;
+        while let Some((pid, parent)) = stack.pop() {
+            seen += 1;
+            if seen > 10_000 {
+                break;
+            }
+            stack.extend(children_of(pid).into_iter().map(|c| (c, pid)));
+            if self.procs.iter().any(|p| p.pid == pid) || !is_python(pid) {
+                self.unseen.remove(&pid);
+                continue;
+            }
+            match self.unseen.get_mut(&pid) {
+                Some(u) => u.last = now,
+                None => {
+                    let label = cmdline(pid);
+                    self.unseen.insert(
+                        pid,
+                        Unseen {
+                            first: now,
+                            last: now,
+                            // A forked child shows its parent's command
+                            // line until it runs `exec`.
+                            started: label != cmdline(parent),
+                            label,
+                            why: why_not_profiled(pid),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The Pythons below the program that were never profiled, with why:
+    /// `(pid, command line, reason)`.
+    pub fn not_profiled(&self) -> Vec<(i32, String, String)> {
+        let mut v: Vec<_> = self
+            .unseen
+            .iter()
+            .filter(|(pid, u)| {
+                (u.started || u.last.duration_since(u.first) >= UNSEEN_AFTER)
+                    && !self.procs.iter().any(|p| p.pid == **pid)
+            })
+            .map(|(pid, u)| (*pid, u.label.clone(), u.why.clone()))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Takes the new announcements, drains every ring, notes which
@@ -151,8 +298,12 @@ impl Children {
         self.poll();
     }
 
-    /// Ends every capture: `(pid, label, how it ended, capture)`.
+    /// Ends every capture: `(pid, label, how it ended, capture)`; says
+    /// which Pythons below the program could not be profiled, and why.
     pub fn finish(self) -> Vec<(i32, String, Option<String>, Capture)> {
+        for (pid, label, why) in self.not_profiled() {
+            eprintln!("rprof: warning: PID {pid} ({label}) was not profiled: {why}");
+        }
         self.procs
             .into_iter()
             .map(|mut p| {

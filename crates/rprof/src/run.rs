@@ -68,6 +68,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let mut read = session.drain().unwrap_or(0);
         if let Some(c) = children.as_mut() {
             read += c.poll();
+            c.scan(child.id() as i32);
         }
         if let Some((sig, from_terminal)) = signals::take_with_origin() {
             // The terminal sends SIGINT to the whole foreground process
