@@ -166,7 +166,7 @@ fn run_subprocesses_follows_multiprocessing_executors_and_subprocess() {
             if mode == "subprocess" {
                 assert!(
                     String::from_utf8_lossy(&out.stderr).contains(
-                        "-I -c import time; time.sleep(0.5)) was not profiled: it runs in isolated mode (-I)"
+                        "-I -c import time; time.sleep(2)) was not profiled: it runs in isolated mode (-I)"
                     ),
                     "{ctx}: the python -I child is not reported: {}",
                     describe(&out)

@@ -122,7 +122,7 @@ def main():
         subprocess.run([sys.executable, os.path.abspath(__file__), "leaf", outdir], check=True)
         if "--isolated-too" in sys.argv[3:]:
             # Cannot be profiled (-I ignores PYTHONPATH): rprof must say so.
-            subprocess.run([sys.executable, "-I", "-c", "import time; time.sleep(0.5)"], check=True)
+            subprocess.run([sys.executable, "-I", "-c", "import time; time.sleep(2)"], check=True)
         subprocess.run(["true"], check=True)
         work(10)
         record(outdir, 10)

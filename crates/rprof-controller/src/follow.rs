@@ -175,7 +175,20 @@ impl Announcements {
                     break;
                 }
                 // SAFETY: fd is new and ours.
-                self.channels.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                let conn = unsafe { OwnedFd::from_raw_fd(fd) };
+                // Anyone in this network namespace can connect to an
+                // abstract socket: only processes of our own user (or of
+                // any user when rprof runs as root) may announce.
+                if peer_uid(&conn).is_some_and(|uid| {
+                    // SAFETY: geteuid has no preconditions.
+                    let me = unsafe { libc::geteuid() };
+                    me == 0 || uid == me
+                }) && self.channels.len() < MAX_CHANNELS
+                {
+                    self.channels.push(conn);
+                } else {
+                    self.refused += 1;
+                }
             }
         }
         let mut i = 0;
@@ -342,6 +355,30 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// The most announce channels kept open at once.
+pub const MAX_CHANNELS: usize = 4096;
+
+/// The user id of the process at the other end of a connection.
+fn peer_uid(conn: &OwnedFd) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::addr_of_mut!(cred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
 }
 
 fn abstract_addr(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {

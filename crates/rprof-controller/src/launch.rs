@@ -87,6 +87,7 @@ def _rprof_main():
         sys.modules["__main__"] = main
         globs = main.__dict__
     loaded = set(sys.modules) - before
+    os.environ.pop("RPROF_FOLLOW_MAIN", None)  # for children: they are not the main process
     follow = os.environ.get("RPROF_FOLLOW")
     if follow and lib.rprof_follow(os.fsencode(follow)) != 0:
         sys.stderr.write("rprof: warning: cannot follow the children of PID %d: rprof's socket is unreachable\n" % os.getpid())

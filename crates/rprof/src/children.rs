@@ -31,12 +31,20 @@ pub struct Children {
     /// announced: pid -> (first seen, last seen, command line, reason).
     unseen: HashMap<i32, Unseen>,
     last_scan: Option<Instant>,
+    /// [`MAX_PROCESSES`] was reached (and said).
+    full: bool,
 }
 
+/// The most processes followed at once.
+const MAX_PROCESSES: usize = 1024;
+
 /// A Python below the program that has not announced a ring (yet).
+///
+/// Only Pythons started with `exec` are reported: a forked child (which
+/// shows its parent's command line until it runs `exec`) is followed by
+/// the fork mechanism, or runs no Python code at all (`subprocess` between
+/// its fork and its exec).
 struct Unseen {
-    first: Instant,
-    last: Instant,
     /// A Python started with `exec` (not a fork of its parent).
     started: bool,
     label: String,
@@ -46,10 +54,6 @@ struct Unseen {
 /// How often the process tree is walked for Pythons that cannot be
 /// profiled.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
-/// A Python seen for this long without announcing a ring is reported (a
-/// process that forked and has not run `exec` yet is a python for a
-/// moment: it is not one of them).
-const UNSEEN_AFTER: Duration = Duration::from_millis(300);
 
 /// The children of `pid` (every thread's), from `/proc/PID/task/*/children`.
 fn children_of(pid: i32) -> Vec<i32> {
@@ -153,6 +157,7 @@ impl Children {
             want_paths,
             unseen: HashMap::new(),
             last_scan: None,
+            full: false,
         }
     }
 
@@ -180,14 +185,21 @@ impl Children {
                 continue;
             }
             match self.unseen.get_mut(&pid) {
-                Some(u) => u.last = now,
+                Some(u) if u.started => {}
+                Some(u) => {
+                    // Seen first between its fork and its exec.
+                    let label = cmdline(pid);
+                    if label != cmdline(parent) {
+                        u.started = true;
+                        u.label = label;
+                        u.why = why_not_profiled(pid);
+                    }
+                }
                 None => {
                     let label = cmdline(pid);
                     self.unseen.insert(
                         pid,
                         Unseen {
-                            first: now,
-                            last: now,
                             // A forked child shows its parent's command
                             // line until it runs `exec`.
                             started: label != cmdline(parent),
@@ -206,10 +218,7 @@ impl Children {
         let mut v: Vec<_> = self
             .unseen
             .iter()
-            .filter(|(pid, u)| {
-                (u.started || u.last.duration_since(u.first) >= UNSEEN_AFTER)
-                    && !self.procs.iter().any(|p| p.pid == **pid)
-            })
+            .filter(|(pid, u)| u.started && !self.procs.iter().any(|p| p.pid == **pid))
             .map(|(pid, u)| (*pid, u.label.clone(), u.why.clone()))
             .collect();
         v.sort();
@@ -220,6 +229,13 @@ impl Children {
     /// processes ended. Returns the words read.
     pub fn poll(&mut self) -> usize {
         while let Ok(Some(a)) = self.setup.announcements.try_recv() {
+            if self.procs.len() >= MAX_PROCESSES {
+                if !self.full {
+                    self.full = true;
+                    eprintln!("rprof: warning: more than {MAX_PROCESSES} processes to profile; the others are not profiled (they run on unhooked once rprof exits)");
+                }
+                continue;
+            }
             {
                 {
                     let label = cmdline(a.pid);
