@@ -57,6 +57,47 @@ pub fn set_channel(fd: c_int) {
     }
 }
 
+/// The announce channel now (-1: none).
+pub fn channel() -> c_int {
+    ANNOUNCE.load(Relaxed)
+}
+
+/// Closes the announce channel if it is still `fd` (the one the capture
+/// that ends had; a later attach may have set another meanwhile).
+pub fn close_channel(fd: c_int) {
+    if fd >= 0 && ANNOUNCE.compare_exchange(fd, -1, Relaxed, Relaxed).is_ok() {
+        close(fd);
+    }
+}
+
+/// Tells rprof that this forked child is not profiled, and why (no ring
+/// is sent). Never blocks; best effort.
+pub fn announce_failure(why: &str) {
+    let chan = ANNOUNCE.load(Relaxed);
+    if chan < 0 {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let mut msg = [0u8; 16 + 200];
+    msg[..8].copy_from_slice(&FAILURE_MAGIC);
+    msg[8..12].copy_from_slice(&pid.to_le_bytes());
+    let n = why.len().min(200);
+    msg[16..16 + n].copy_from_slice(&why.as_bytes()[..n]);
+    // SAFETY: sending our own buffer; never blocks, never raises SIGPIPE.
+    unsafe {
+        libc::send(
+            chan,
+            msg.as_ptr().cast(),
+            16 + n,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
+/// Magic of a failure notice: `{magic, pid, 4 bytes 0, reason}`, no fd.
+pub const FAILURE_MAGIC: [u8; 8] = *b"rprofnp1";
+
 /// The settings of a ring, copied from a parent's header or parsed from
 /// the specification rprof puts in the environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

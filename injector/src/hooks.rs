@@ -187,6 +187,9 @@ pub struct Capture {
     last_id: u32,
     monitoring: Option<Monitoring>,
     setprofile: Option<SetProfile>,
+    /// The announce channel when the capture started (closed when it
+    /// ends; see `crate::follow`).
+    channel: c_int,
 }
 
 /// Failure to start, with a message for the user.
@@ -257,6 +260,7 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
             last_id: 0,
             monitoring: None,
             setprofile: None,
+            channel: crate::follow::channel(),
         });
         if api.free_threaded() {
             // Several threads record at once: each into a segment of its
@@ -352,6 +356,9 @@ pub unsafe fn stop() {
     }
     // SAFETY: GIL held.
     unsafe { cap.table.clear(api) };
+    // Children forked from now on are not profiled: nothing more to
+    // announce.
+    crate::follow::close_channel(cap.channel);
     drop(cap);
 }
 
@@ -433,8 +440,12 @@ unsafe fn follow_in_child() -> bool {
     let parent = cap.writer.header();
     let spec = crate::follow::RingSpec::of(parent);
     let hook_used = parent.hook_used.load(Relaxed);
-    let Ok(fd) = crate::follow::create_ring(&spec) else {
-        return false;
+    let fd = match crate::follow::create_ring(&spec) {
+        Ok(fd) => fd,
+        Err(e) => {
+            crate::follow::announce_failure(e);
+            return false;
+        }
     };
     if !crate::follow::announce(fd) {
         // SAFETY: the fd is ours.

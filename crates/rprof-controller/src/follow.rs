@@ -39,6 +39,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The first 8 bytes of an announcement (the shim's `ANNOUNCE_MAGIC`).
 pub const ANNOUNCE_MAGIC: [u8; 8] = *b"rprofan1";
+/// The first 8 bytes of a child's notice that it could not make a ring
+/// (the shim's `FAILURE_MAGIC`): `{magic, pid, 0u32, reason}`, no fd.
+pub const FAILURE_MAGIC: [u8; 8] = *b"rprofnp1";
 
 /// The environment variable that carries the follow specification to
 /// Pythons started with `exec` (read by rprof's `sitecustomize`).
@@ -63,6 +66,7 @@ pub struct Announcements {
     name: Option<String>,
     channels: Vec<OwnedFd>,
     refused: u64,
+    failures: Vec<(i32, String)>,
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -156,6 +160,13 @@ impl Announcements {
         self.refused
     }
 
+    /// Children that said they could not be profiled (no memory for a
+    /// ring, ...): `(pid, reason)`, taken once. The reason is the child's
+    /// own words (untrusted; printable ASCII only, at most 200 bytes).
+    pub fn take_failures(&mut self) -> Vec<(i32, String)> {
+        std::mem::take(&mut self.failures)
+    }
+
     /// The next announcement, if one is waiting; never blocks. Accepts
     /// new connections first; channels whose every holder has exited are
     /// dropped.
@@ -199,6 +210,11 @@ impl Announcements {
                     self.channels.swap_remove(i);
                 }
                 Received::Refused => self.refused += 1,
+                Received::Failure(pid, why) => {
+                    if self.failures.len() < 10_000 {
+                        self.failures.push((pid, why));
+                    }
+                }
                 Received::Ring(a) => return Ok(Some(a)),
             }
         }
@@ -394,6 +410,7 @@ fn abstract_addr(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
 }
 
 enum Received {
+    Failure(i32, String),
     Nothing,
     Closed,
     Refused,
@@ -401,7 +418,7 @@ enum Received {
 }
 
 fn recv_one(sock: RawFd) -> Received {
-    let mut msg = [0u8; 32];
+    let mut msg = [0u8; 256];
     let mut iov = libc::iovec {
         iov_base: msg.as_mut_ptr().cast(),
         iov_len: msg.len(),
@@ -446,6 +463,23 @@ fn recv_one(sock: RawFd) -> Received {
     }
     if n == 0 && fds.is_empty() {
         return Received::Closed;
+    }
+    if n >= 16 && msg[..8] == FAILURE_MAGIC && fds.is_empty() {
+        let pid = u32::from_le_bytes([msg[8], msg[9], msg[10], msg[11]]);
+        let why: String = msg[16..n as usize]
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        return match i32::try_from(pid) {
+            Ok(pid) if pid > 0 => Received::Failure(pid, why),
+            _ => Received::Refused,
+        };
     }
     if n != 16
         || msg[..8] != ANNOUNCE_MAGIC
@@ -573,8 +607,14 @@ mod tests {
             b"rprofXX1\x2e\0\0\0\0\0\0\0",
             Some(ring.as_raw_fd()),
         );
+        let mut notice = FAILURE_MAGIC.to_vec();
+        notice.extend_from_slice(&46u32.to_le_bytes());
+        notice.extend_from_slice(&[0; 4]);
+        notice.extend_from_slice(b"no memory\n");
+        send(theirs.as_raw_fd(), &notice, None);
         assert!(ann.try_recv().unwrap().is_none());
         assert_eq!(ann.refused(), 4);
+        assert_eq!(ann.take_failures(), vec![(46, "no memory?".to_string())]);
         drop(theirs);
         assert!(ann.try_recv().unwrap().is_none());
         assert_eq!(ann.channels(), 0);

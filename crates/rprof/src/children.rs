@@ -261,6 +261,9 @@ impl Children {
                 }
             }
         }
+        for (pid, why) in self.setup.announcements.take_failures() {
+            eprintln!("rprof: warning: PID {pid} was not profiled: {why}");
+        }
         let mut read = 0;
         for p in &mut self.procs {
             if p.ended.is_some() {
