@@ -121,11 +121,23 @@ fn is_python(pid: i32) -> bool {
 fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
-            let s: Vec<String> = b
+            let mut s: Vec<String> = b
                 .split(|&c| c == 0)
                 .filter(|p| !p.is_empty())
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
+            // A fork of the process `rprof run` started shows the
+            // bootstrap (`python -c CODE SHIM RING MODE TARGET ARGS...`):
+            // show `python TARGET ARGS...` instead.
+            if s.len() >= 7 && s[1] == "-c" && s[2].contains("_rprof_main") {
+                let module = s[5] == "module";
+                let mut short = vec![s[0].clone()];
+                if module {
+                    short.push("-m".into());
+                }
+                short.extend(s.drain(6..));
+                s = short;
+            }
             let s = s.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
             if s.chars().count() > 80 {
                 let cut: String = s.chars().take(77).collect();

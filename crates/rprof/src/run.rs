@@ -117,8 +117,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             for (pid, label, ended, c) in &followed {
                 let s = &c.summary;
                 let how = ended.as_deref().unwrap_or("was still running");
+                let label = if label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({label})")
+                };
                 eprintln!(
-                    "rprof: PID {pid} ({label}) {how}: {} events, {} functions",
+                    "rprof: PID {pid}{label} {how}: {} events, {} functions",
                     s.events,
                     c.profile.functions.len()
                 );
