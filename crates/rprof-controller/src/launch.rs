@@ -143,8 +143,19 @@ impl Launch {
             Target::Module(m) => ("module", m.into()),
         };
         let code = BOOTSTRAP.replace("SHIM_FAILED_EXIT", &SHIM_FAILED_EXIT.to_string());
-        Command::new(&self.python)
-            .arg("-c")
+        let mut cmd = Command::new(&self.python);
+        if self.follow_env.is_empty() {
+            // Not following: an outer `rprof run --subprocesses` must not
+            // pick up this one's processes through the bootstrap.
+            for var in [
+                crate::follow::ENV_SPEC,
+                crate::follow::ENV_SHIM,
+                crate::follow::ENV_MAIN,
+            ] {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.arg("-c")
             .arg(code)
             .arg(shim)
             .arg(ring)
