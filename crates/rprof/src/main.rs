@@ -4,8 +4,10 @@
 mod attach;
 mod cli;
 mod doctor;
+pub mod procs;
 mod report;
 mod run;
+mod subprocesses;
 
 use clap::{CommandFactory, Parser};
 use std::io::Write;

@@ -195,6 +195,12 @@ impl Target {
     }
 }
 
+/// The wait status of `pid` if it is a zombie not yet collected by its
+/// parent.
+pub fn zombie_exit_status(pid: i32) -> Option<i32> {
+    proc::zombie_exit_code(pid)
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     proc::status(pid).is_ok_and(|s| s.state != 'Z' && s.state != 'X')

@@ -1,0 +1,385 @@
+//! `rprof attach --subprocesses PID`: profile a process tree (a gunicorn
+//! master and its workers, a multiprocessing pool) as one capture.
+//!
+//! This module owns the *tree*: finding the CPython processes below PID
+//! (`/proc/PID/task/*/children`, recursively), attaching to each on a
+//! thread of its own (the attach code is per process: it traces one
+//! thread of one target at a time, from the rprof thread that seized it,
+//! so 16 workers take about as long as one), noticing processes that
+//! appear while attached (polled every [`POLL`]), and detaching from all
+//! at the end. Each process's capture is its own exact profile; `procs`
+//! writes and reports them.
+//!
+//! Which processes join, and how:
+//! * at the start: PID and every CPython process below it;
+//! * later, announced: a child forked by a profiled process that gets a
+//!   ring of its own from its first event (the shim's follow mechanism):
+//!   exact from its start;
+//! * later, attached by ptrace ("late"): a process that appears otherwise
+//!   (forked by an unprofiled process, or a program `exec`'d); its calls
+//!   before the attach are not counted, and it is reported as such.
+//!
+//! A non-Python process is skipped silently (and looked at again if it
+//! `exec`s); a process that cannot be attached is named in one warning
+//! line. A process that still maps its parent's live ring (just forked by
+//! a profiled process) is tried again on later polls. The capture ends
+//! on Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT), `--duration`, or when PID
+//! itself ends; processes that end before keep what they recorded.
+
+use crate::attach;
+use crate::cli::{AttachArgs, CaptureConfig, OutputConfig};
+use crate::procs::{self, Ending, Joined, ProcessCapture};
+use anyhow::Result;
+use rprof_controller::attach::{self as ctl, AttachError};
+use rprof_controller::signals;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often the tree is looked at for new processes.
+const POLL: Duration = Duration::from_millis(150);
+/// How long a process that maps a live ring it did not get from rprof
+/// (a child just forked by a profiled process) is tried again before a
+/// warning.
+const INHERITED_RING_GRACE: Duration = Duration::from_secs(5);
+/// Most processes profiled at once (each has a ring and a thread).
+const MAX_PROCESSES: usize = 256;
+
+/// What a process thread tells the main loop.
+enum Msg {
+    Attached { pid: i32, latency: Duration },
+    Failed { pid: i32, error: anyhow::Error },
+    Ended { pid: i32 },
+}
+
+/// What the main loop knows of a PID below the root.
+enum Known {
+    /// Being attached, or profiled (its thread runs).
+    Profiled,
+    /// Not CPython; looked at again if its executable changes (`exec`).
+    NotPython { exe: Option<std::path::PathBuf> },
+    /// Maps a live ring it did not get from rprof: tried again.
+    Inherited,
+    /// Could not be attached (warned once), or gone.
+    Done,
+}
+
+struct Tree {
+    config: CaptureConfig,
+    output: OutputConfig,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::Sender<Msg>,
+    threads: Vec<(i32, JoinHandle<Option<ProcessCapture>>)>,
+}
+
+impl Tree {
+    /// Attaches to `pid` on a thread of its own.
+    fn spawn(&mut self, pid: i32, joined: Joined) {
+        let (config, output) = (self.config, self.output.clone());
+        let (stop, tx) = (self.stop.clone(), self.tx.clone());
+        let handle = std::thread::spawn(move || {
+            let title = procs::process_title(pid as u32);
+            let interrupted = || stop.load(Ordering::Relaxed) || signals::pending();
+            let mut live = match attach::start(pid, &config, &output, &interrupted) {
+                Ok(live) => live,
+                Err(error) => {
+                    let _ = tx.send(Msg::Failed { pid, error });
+                    return None;
+                }
+            };
+            let _ = tx.send(Msg::Attached {
+                pid,
+                latency: live.latency,
+            });
+            let exited = live.record_until(&|| stop.load(Ordering::Relaxed));
+            if exited {
+                let _ = tx.send(Msg::Ended { pid });
+            }
+            let (capture, ending, _) = live.detach(exited);
+            Some(ProcessCapture {
+                pid: pid as u32,
+                title,
+                joined,
+                ending,
+                capture,
+            })
+        });
+        self.threads.push((pid, handle));
+    }
+}
+
+/// Every process below `root` (children first-level first), from
+/// `/proc/PID/task/TID/children`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if child != root && !out.contains(&child) && out.len() < 4 * MAX_PROCESSES {
+                    out.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn exe(pid: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The status line, rewritten in place on a terminal.
+struct Status {
+    tty: bool,
+    shown: Option<usize>,
+}
+
+impl Status {
+    fn show(&mut self, profiling: usize) {
+        if self.shown == Some(profiling) {
+            return;
+        }
+        self.shown = Some(profiling);
+        let line = format!(
+            "rprof: profiling {profiling} process{}",
+            if profiling == 1 { "" } else { "es" }
+        );
+        if self.tty {
+            eprint!("\r\x1b[K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Before any other line: ends the rewritten line.
+    fn newline(&mut self) {
+        if self.tty && self.shown.is_some() {
+            eprintln!();
+            self.shown = None;
+        }
+    }
+}
+
+pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
+    let output = args.output.output_config()?;
+    let config = args.output.capture_config()?;
+    attach::check_duration(args.duration)?;
+    signals::catch_interrupts();
+    let started = Instant::now();
+    let root = args.pid;
+    // The root must be there and be CPython; its own errors are rprof's.
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tree = Tree {
+        config,
+        output: output.clone(),
+        stop: stop.clone(),
+        tx,
+        threads: Vec::new(),
+    };
+    let mut known: HashMap<i32, Known> = HashMap::new();
+    let mut inherited: HashMap<i32, Instant> = HashMap::new();
+    let mut status = Status {
+        tty: std::io::stderr().is_terminal(),
+        shown: None,
+    };
+    tree.spawn(root, Joined::AtStart);
+    for pid in descendants(root) {
+        known.insert(pid, Known::Profiled);
+        tree.spawn(pid, Joined::AtStart);
+    }
+    let mut joined: HashMap<i32, Joined> = known
+        .keys()
+        .map(|&p| (p, Joined::AtStart))
+        .chain([(root, Joined::AtStart)])
+        .collect();
+    let mut starting: usize = tree.threads.len();
+    let mut profiling: usize = 0;
+    let mut root_error: Option<anyhow::Error> = None;
+    let mut stop_at: Option<Instant> = None;
+    let mut next_poll = Instant::now() + POLL;
+    loop {
+        // Messages from the process threads.
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Attached { pid, latency } => {
+                    profiling += 1;
+                    let how = joined.get(&pid).copied().unwrap_or(Joined::Late);
+                    if how != Joined::AtStart {
+                        status.newline();
+                        eprintln!(
+                            "rprof: attached to PID {pid} ({}) while it ran, in {:.0} ms: its calls before that are not counted",
+                            procs::process_title(pid as u32),
+                            latency.as_secs_f64() * 1e3
+                        );
+                    } else {
+                        starting -= 1;
+                    }
+                }
+                Msg::Failed { pid, error } => {
+                    if joined.get(&pid) == Some(&Joined::AtStart) {
+                        starting -= 1;
+                    }
+                    if pid == root {
+                        root_error = Some(error);
+                        stop.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                    let state = classify(pid, &error, &mut inherited);
+                    if let Some(line) = state.1 {
+                        status.newline();
+                        eprintln!("{line}");
+                    }
+                    known.insert(pid, state.0);
+                }
+                Msg::Ended { pid } => {
+                    profiling -= 1;
+                    if pid == root {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        // Every process there at the start attached or failed: the
+        // capture starts now, for --duration too.
+        if starting == 0 && stop_at.is_none() && root_error.is_none() && profiling > 0 {
+            status.newline();
+            eprintln!(
+                "rprof: attached to {profiling} process{} (PID {root} and {} below it) in {:.0} ms",
+                if profiling == 1 { "" } else { "es" },
+                profiling - 1,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            stop_at = Some(
+                args.duration
+                    .map(|d| Instant::now() + Duration::from_secs_f64(d))
+                    .unwrap_or(Instant::now() + Duration::from_secs(u32::MAX.into())),
+            );
+        }
+        if stop_at.is_some() && !stop.load(Ordering::Relaxed) {
+            status.show(profiling);
+        }
+        if stop.load(Ordering::Relaxed)
+            || signals::pending()
+            || stop_at.is_some_and(|t| Instant::now() >= t)
+        {
+            break;
+        }
+        if Instant::now() >= next_poll && stop_at.is_some() {
+            next_poll = Instant::now() + POLL;
+            for pid in descendants(root) {
+                let retry = match known.get(&pid) {
+                    None => true,
+                    Some(Known::NotPython { exe: e }) => exe(pid) != *e,
+                    Some(Known::Inherited) => true,
+                    Some(Known::Profiled | Known::Done) => false,
+                };
+                if retry && tree.threads.len() < MAX_PROCESSES {
+                    known.insert(pid, Known::Profiled);
+                    joined.entry(pid).or_insert(Joined::Late);
+                    tree.spawn(pid, Joined::Late);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Detach from every process at once: each thread sees the flag.
+    stop.store(true, Ordering::Relaxed);
+    status.newline();
+    let detach_started = Instant::now();
+    let mut captures: Vec<ProcessCapture> = Vec::new();
+    for (_, handle) in tree.threads {
+        match handle.join() {
+            Ok(Some(c)) => captures.push(c),
+            Ok(None) => {}
+            Err(_) => eprintln!(
+                "rprof: warning: a capture thread panicked; its process's profile is missing"
+            ),
+        }
+    }
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Failed { pid, error } = msg {
+            if pid == root && root_error.is_none() {
+                root_error = Some(error);
+            }
+        }
+    }
+    if let Some(e) = root_error {
+        // Every other process was detached from by now.
+        return Err(e);
+    }
+    let _ = signals::take();
+    eprintln!(
+        "rprof: detached from {} process{} in {:.1} ms",
+        captures
+            .iter()
+            .filter(|c| c.ending == Ending::Detached)
+            .count(),
+        if captures.len() == 1 { "" } else { "es" },
+        detach_started.elapsed().as_secs_f64() * 1e3
+    );
+    procs::write_profiles(&captures, &output)?;
+    let outcome = procs::summarize(&captures);
+    Ok(outcome.exit_code())
+}
+
+/// What a failed attach to `pid` (not the root) means: its new state, and
+/// the warning line to print, if any.
+fn classify(
+    pid: i32,
+    error: &anyhow::Error,
+    inherited: &mut HashMap<i32, Instant>,
+) -> (Known, Option<String>) {
+    let title = procs::process_title(pid as u32);
+    match error.downcast_ref::<AttachError>() {
+        Some(AttachError::NotPython { .. }) => (Known::NotPython { exe: exe(pid) }, None),
+        // Gone before or while attaching, or the capture is ending.
+        Some(
+            AttachError::NoSuchProcess(_)
+            | AttachError::Exiting(..)
+            | AttachError::Gone(_)
+            | AttachError::Interrupted(_),
+        ) => (Known::Done, None),
+        // A child forked by a profiled process maps its parent's live
+        // ring until it gets its own or drops it: tried again.
+        Some(AttachError::AlreadyAttached(_)) => {
+            let until = *inherited
+                .entry(pid)
+                .or_insert_with(|| Instant::now() + INHERITED_RING_GRACE);
+            if Instant::now() < until {
+                (Known::Inherited, None)
+            } else {
+                (
+                    Known::Done,
+                    Some(format!(
+                        "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
+                    )),
+                )
+            }
+        }
+        _ if !ctl::alive(pid) => (Known::Done, None),
+        _ => (
+            Known::Done,
+            Some(format!(
+                "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
+            )),
+        ),
+    }
+}
