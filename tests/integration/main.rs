@@ -16,4 +16,5 @@ mod differential;
 mod dist;
 mod formats;
 mod free_threaded;
+mod subprocesses_attach;
 mod util;

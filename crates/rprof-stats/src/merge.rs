@@ -1,14 +1,16 @@
 //! Merging the captures of several processes (`--subprocesses`) into one
 //! profile, with pstats' own semantics.
 //!
-//! [`merge_profiles`] is `pstats.Stats(p1).add(p2, p3, ...)`
-//! (`Lib/pstats.py`, `add_func_stats` and `add_callers`): per function key
-//! the primitive calls, calls, tottime and cumtime are added, and per
-//! caller edge the four numbers are added element by element (cProfile's
-//! caller values are tuples). Functions appear in the order pstats' dict
-//! has them — the first profile's, then each new key as a later profile
-//! brings it — and the sums are taken in the same order, so the floats are
-//! bit for bit the ones `Stats.add` computes.
+//! [`merge_profiles`] is `pstats.Stats(p1, p2, ..., pn)`, that is
+//! `Stats(p1).add(p2, ..., pn)` (`Lib/pstats.py`, `add`, `add_func_stats`
+//! and `add_callers`): per function key the primitive calls, calls,
+//! tottime and cumtime are added, and per caller edge the four numbers are
+//! added element by element (cProfile's caller values are tuples).
+//! `Stats.add` adds its arguments in *reverse* order (`for item in
+//! reversed(arg_list)`), so the profiles are folded in pstats' order —
+//! p1, then pn, ..., p2 — and functions appear in the order pstats' dict
+//! has them (each new key as the fold meets it): the floats are bit for
+//! bit the ones pstats computes, not just close.
 //!
 //! [`merge_paths`] keeps the processes apart instead: call paths have no
 //! meaning across processes, so every thread keeps its own tree and is
@@ -28,7 +30,7 @@ fn add(into: &mut CallStats, s: &CallStats) {
     into.cumtime += s.cumtime;
 }
 
-/// `pstats.Stats.add` over `parts`, in order.
+/// `pstats.Stats(*parts)`: see the [module docs](self).
 ///
 /// ```
 /// use rprof_stats::{merge_profiles, CallStats, Function, FunctionStats, Profile};
@@ -48,7 +50,11 @@ fn add(into: &mut CallStats, s: &CallStats) {
 pub fn merge_profiles<'a>(parts: impl IntoIterator<Item = &'a Profile>) -> Profile {
     let mut merged = Profile::default();
     let mut index: HashMap<Function, FuncId> = HashMap::new();
-    for part in parts {
+    let parts: Vec<&Profile> = parts.into_iter().collect();
+    // pstats: the first, then `add(*rest)`, which goes through `rest`
+    // backwards.
+    let order = parts.first().into_iter().chain(parts.iter().skip(1).rev());
+    for part in order {
         // Every key of this part gets its merged id first, so that caller
         // edges can name functions listed later in the part.
         let ids: Vec<FuncId> = part

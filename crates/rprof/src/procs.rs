@@ -107,9 +107,28 @@ pub fn process_title(pid: u32) -> String {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
         .filter(|b| b.iter().any(|&c| c != 0))
+        .map(|b| short_argv0(&b).to_vec())
         .or_else(|| std::fs::read(format!("/proc/{pid}/comm")).ok())
         .unwrap_or_default();
     clean_title(&raw)
+}
+
+/// A command line with its program's directory left out
+/// (`/usr/bin/python3 app.py` → `python3 app.py`), unless its first word
+/// is a title (`setproctitle` writes one string with spaces).
+fn short_argv0(cmdline: &[u8]) -> &[u8] {
+    let end = cmdline
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(cmdline.len());
+    let argv0 = &cmdline[..end];
+    if argv0.contains(&b' ') {
+        return cmdline;
+    }
+    match argv0.iter().rposition(|&c| c == b'/') {
+        Some(slash) => &cmdline[slash + 1..],
+        None => cmdline,
+    }
 }
 
 fn clean_title(raw: &[u8]) -> String {
@@ -369,6 +388,14 @@ mod tests {
         );
         assert_eq!(clean_title(b"python\0-c\0x;\x1b[31m"), "python -c x;?[31m");
         assert_eq!(clean_title(b""), "?");
+        assert_eq!(
+            short_argv0(b"/usr/bin/python3\0/srv/app.py\0"),
+            b"python3\0/srv/app.py\0"
+        );
+        assert_eq!(
+            short_argv0(b"gunicorn: worker [a/b]\0\0"),
+            b"gunicorn: worker [a/b]\0\0"
+        );
         let long = clean_title(&[b'a'; 10_000]);
         assert_eq!(long.chars().count(), MAX_TITLE_CHARS);
         assert!(long.ends_with("..."));
