@@ -335,6 +335,67 @@ fn tree_of_workers(py: &Python) {
     }
 }
 
+#[test]
+fn a_worker_killed_mid_capture_is_reported_and_the_others_are_complete() {
+    let py = util::interpreters().last().unwrap();
+    let ctx = format!("forktree on {}", py.label());
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Spawned::spawn(
+        format!("forktree.py on {}", py.label()),
+        py.command()
+            .arg(tree_script())
+            .arg("3")
+            .arg("0.005")
+            .arg(dir.path().join("quit")),
+    );
+    target.expect_out("ready", LIMIT);
+    let pid = target.pid();
+    let victim = children(pid)
+        .into_iter()
+        .find(|k| {
+            std::fs::read_to_string(format!("/proc/{k}/comm")).is_ok_and(|c| c.trim() != "sleep")
+        })
+        .unwrap();
+    let mut rprof = Spawned::spawn(
+        "rprof attach --subprocesses",
+        util::rprof()
+            .args(["attach", "--subprocesses", "-o"])
+            .arg(dir.path().join("all.prof"))
+            .arg("-o")
+            .arg(dir.path().join("p-{pid}.prof"))
+            .arg(pid.to_string()),
+    );
+    rprof.others.push(target.describe());
+    rprof.expect_err("rprof: attached to 4 processes", LIMIT);
+    std::thread::sleep(Duration::from_millis(200));
+    util::signal(victim, "KILL");
+    // The parent does not reap it: rprof sees how it ended.
+    rprof.expect_err("rprof: profiling 3 processes", LIMIT);
+    util::signal(rprof.pid(), "INT");
+    rprof.expect_exit(4, LIMIT);
+    let err = rprof.describe();
+    assert!(
+        err.contains(&format!("rprof: PID {victim} ("))
+            && err.contains("was killed by SIGKILL during the capture"),
+        "{ctx}: {err}"
+    );
+    std::fs::write(dir.path().join("quit"), b"").unwrap();
+    target.expect_exit(0, LIMIT);
+    let files = pid_files(dir.path(), "p-");
+    assert_eq!(files.len(), 4, "{ctx}: {files:?}\n{err}");
+    let per: Vec<util::PstatsMap> = files.iter().map(|(_, f)| read_prof(py, f)).collect();
+    let merged = util::pstats(py, &dir.path().join("all.prof"));
+    assert_same_stats(&merged, &sum(&per), &ctx);
+    for ((p, _), m) in files.iter().zip(&per) {
+        if *p != victim {
+            assert!(
+                m.keys().any(|k| k.2 == "work"),
+                "{ctx}: PID {p} has no work(): {m:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------
 // gunicorn.
 

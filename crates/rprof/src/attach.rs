@@ -66,9 +66,10 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     let stop_at = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let target_exited = live.record_until(&|| {
-        signals::take().is_some() || stop_at.is_some_and(|t| Instant::now() >= t)
-    });
+    let target_exited = live.record_until(
+        &|| signals::take().is_some() || stop_at.is_some_and(|t| Instant::now() >= t),
+        Duration::from_micros(500),
+    );
     let (capture, ending, detach_latency) = live.detach(target_exited);
     let mut killed = false;
     match ending {
@@ -245,9 +246,12 @@ impl Live {
     }
 
     /// Drains the ring until `stop()` says so, the shim stops, or the
-    /// target ends; returns true in the last case.
-    pub fn record_until(&mut self, stop: &dyn Fn() -> bool) -> bool {
-        record_until(&mut self.session, self.pid, stop)
+    /// target ends; returns true in the last case. While the ring stays
+    /// empty, rprof sleeps 0.5 ms between looks, doubling up to
+    /// `max_idle` (with many processes, idle ones should not each wake
+    /// rprof 2000 times a second).
+    pub fn record_until(&mut self, stop: &dyn Fn() -> bool, max_idle: Duration) -> bool {
+        record_until(&mut self.session, self.pid, stop, max_idle)
     }
 
     /// Detaches (unless the target is gone) and returns the capture, how
@@ -272,7 +276,13 @@ impl Live {
 
 /// Drains `session` (of process `pid`) until `stop()` says so, the shim
 /// stops, or the process ends; returns true in the last case.
-pub(crate) fn record_until(session: &mut Session, pid: i32, stop: &dyn Fn() -> bool) -> bool {
+pub(crate) fn record_until(
+    session: &mut Session,
+    pid: i32,
+    stop: &dyn Fn() -> bool,
+    max_idle: Duration,
+) -> bool {
+    let mut idle = Duration::from_micros(500);
     loop {
         let read = session.drain().unwrap_or(0);
         if stop() || session.stopped() {
@@ -282,7 +292,10 @@ pub(crate) fn record_until(session: &mut Session, pid: i32, stop: &dyn Fn() -> b
             return true;
         }
         if read == 0 {
-            std::thread::sleep(Duration::from_micros(500));
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(max_idle.max(Duration::from_micros(500)));
+        } else {
+            idle = Duration::from_micros(500);
         }
     }
 }

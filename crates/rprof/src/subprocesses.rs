@@ -47,6 +47,10 @@ const POLL: Duration = Duration::from_millis(150);
 /// (a child just forked by a profiled process) is tried again before a
 /// warning.
 const INHERITED_RING_GRACE: Duration = Duration::from_secs(5);
+/// Longest sleep of a process's reader between looks at an empty ring (a
+/// ring of the default 32 MiB takes ~100 ms to fill at the fastest rate
+/// measured).
+const MAX_IDLE: Duration = Duration::from_millis(4);
 /// Most processes profiled at once (each has a ring and a thread).
 const MAX_PROCESSES: usize = 256;
 
@@ -96,7 +100,7 @@ impl Tree {
                 pid,
                 latency: live.latency,
             });
-            let exited = live.record_until(&|| stop.load(Ordering::Relaxed));
+            let exited = live.record_until(&|| stop.load(Ordering::Relaxed), MAX_IDLE);
             if exited {
                 let _ = tx.send(Msg::Ended { pid });
             }
