@@ -117,9 +117,10 @@ impl Tree {
     }
 }
 
-/// Every process below `root` (children first-level first), from
-/// `/proc/PID/task/TID/children`.
+/// Every process below `root` from `/proc/PID/task/TID/children`, except
+/// rprof itself.
 pub fn descendants(root: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
     let mut out = Vec::new();
     let mut queue = vec![root];
     while let Some(pid) = queue.pop() {
@@ -135,7 +136,11 @@ pub fn descendants(root: i32) -> Vec<i32> {
                 .split_whitespace()
                 .filter_map(|c| c.parse::<i32>().ok())
             {
-                if child != root && !out.contains(&child) && out.len() < 4 * MAX_PROCESSES {
+                if child != root
+                    && child != me
+                    && !out.contains(&child)
+                    && out.len() < 4 * MAX_PROCESSES
+                {
                     out.push(child);
                     queue.push(child);
                 }
@@ -217,6 +222,9 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
     let mut starting: usize = tree.threads.len();
     let mut profiling: usize = 0;
     let mut root_error: Option<anyhow::Error> = None;
+    let mut root_skipped: Option<anyhow::Error> = None;
+    let mut captures: Vec<ProcessCapture> = Vec::new();
+    let mut warned_max = false;
     let mut stop_at: Option<Instant> = None;
     let mut next_poll = Instant::now() + POLL;
     loop {
@@ -242,8 +250,19 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
                         starting -= 1;
                     }
                     if pid == root {
-                        root_error = Some(error);
-                        stop.store(true, Ordering::Relaxed);
+                        // A root that is not CPython (a shell, a C
+                        // supervisor) still has its CPython descendants
+                        // profiled, if it has any.
+                        let not_python = matches!(
+                            error.downcast_ref::<AttachError>(),
+                            Some(AttachError::NotPython { .. })
+                        );
+                        if not_python && !known.is_empty() {
+                            root_skipped = Some(error);
+                        } else {
+                            root_error = Some(error);
+                            stop.store(true, Ordering::Relaxed);
+                        }
                         continue;
                     }
                     let state = classify(pid, &error, &mut inherited);
@@ -263,12 +282,20 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
         }
         // Every process there at the start attached or failed: the
         // capture starts now, for --duration too.
-        if starting == 0 && stop_at.is_none() && root_error.is_none() && profiling > 0 {
+        if starting == 0 && stop_at.is_none() && root_error.is_none() {
+            if profiling == 0 {
+                // Only possible with a root that is not CPython.
+                root_error = root_skipped.take();
+                break;
+            }
             status.newline();
+            let which = match root_skipped {
+                None => format!("PID {root} and {} below it", profiling - 1),
+                Some(_) => format!("below PID {root}, which is not CPython"),
+            };
             eprintln!(
-                "rprof: attached to {profiling} process{} (PID {root} and {} below it) in {:.0} ms",
+                "rprof: attached to {profiling} process{} ({which}) in {:.0} ms",
                 if profiling == 1 { "" } else { "es" },
-                profiling - 1,
                 started.elapsed().as_secs_f64() * 1e3
             );
             stop_at = Some(
@@ -283,9 +310,15 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
         if stop.load(Ordering::Relaxed)
             || signals::pending()
             || stop_at.is_some_and(|t| Instant::now() >= t)
+            || (root_skipped.is_some() && !ctl::alive(root))
         {
             break;
         }
+        // Threads whose process is done: their captures are kept.
+        let (done, running): (Vec<_>, Vec<_>) =
+            tree.threads.drain(..).partition(|(_, h)| h.is_finished());
+        tree.threads = running;
+        captures.extend(done.into_iter().filter_map(|(_, h)| join(h)));
         if Instant::now() >= next_poll && stop_at.is_some() {
             next_poll = Instant::now() + POLL;
             for pid in descendants(root) {
@@ -295,7 +328,13 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
                     Some(Known::Inherited) => true,
                     Some(Known::Profiled | Known::Done) => false,
                 };
-                if retry && tree.threads.len() < MAX_PROCESSES {
+                if retry && tree.threads.len() >= MAX_PROCESSES {
+                    if !warned_max {
+                        warned_max = true;
+                        status.newline();
+                        eprintln!("rprof: warning: already profiling {MAX_PROCESSES} processes; new ones below PID {root} are not profiled");
+                    }
+                } else if retry {
                     known.insert(pid, Known::Profiled);
                     joined.entry(pid).or_insert(Joined::Late);
                     tree.spawn(pid, Joined::Late);
@@ -308,16 +347,12 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
     stop.store(true, Ordering::Relaxed);
     status.newline();
     let detach_started = Instant::now();
-    let mut captures: Vec<ProcessCapture> = Vec::new();
     for (_, handle) in tree.threads {
-        match handle.join() {
-            Ok(Some(c)) => captures.push(c),
-            Ok(None) => {}
-            Err(_) => eprintln!(
-                "rprof: warning: a capture thread panicked; its process's profile is missing"
-            ),
-        }
+        captures.extend(join(handle));
     }
+    // The root first (pstats' merge starts with it), then in the order
+    // the processes ended.
+    captures.sort_by_key(|c| c.pid as i32 != root);
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Failed { pid, error } = msg {
             if pid == root && root_error.is_none() {
@@ -342,6 +377,14 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
     procs::write_profiles(&captures, &output)?;
     let outcome = procs::summarize(&captures);
     Ok(outcome.exit_code())
+}
+
+/// The capture of a finished process thread.
+fn join(handle: JoinHandle<Option<ProcessCapture>>) -> Option<ProcessCapture> {
+    handle.join().unwrap_or_else(|_| {
+        eprintln!("rprof: warning: a capture thread panicked; its process's profile is missing");
+        None
+    })
 }
 
 /// What a failed attach to `pid` (not the root) means: its new state, and
