@@ -271,4 +271,46 @@ mod tests {
              \"timeline truncated: calls that ended after the last recorded one are missing\"}}\n"
         );
     }
+
+    #[test]
+    fn merged_processes_keep_their_pids() {
+        let thread = |tid: u64, pid: u32| ThreadPaths {
+            tid,
+            process: Some(rprof_stats::ProcessTag {
+                pid,
+                label: format!("worker (pid {pid})"),
+            }),
+            name: Some("MainThread".into()),
+            nodes: vec![],
+            spans: vec![Span {
+                func: 0,
+                start: 0.0,
+                end: 0.001,
+                depth: 0,
+            }],
+        };
+        let paths = CallPaths {
+            functions: vec![Function::python("/srv/app.py", 1, "main")],
+            threads: vec![thread(10, 10), thread(11, 10), thread(20, 20)],
+            truncation: Truncation::default(),
+            duration: 0.001,
+        };
+        let mut out = Vec::new();
+        write_chrome_trace(&paths, &ChromeTrace::new(1), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with(
+            "{\"traceEvents\":[\n\
+             {\"name\":\"process_name\",\"ph\":\"M\",\"pid\":10,\"tid\":0,\"args\":{\"name\":\"worker (pid 10)\"}},\n\
+             {\"name\":\"process_name\",\"ph\":\"M\",\"pid\":20,\"tid\":0,\"args\":{\"name\":\"worker (pid 20)\"}},\n"
+        ), "{out}");
+        assert!(!out.contains("\"pid\":1,"), "{out}");
+        assert!(
+            out.contains("\"pid\":10,\"tid\":11,\"args\":{\"file\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("\"pid\":20,\"tid\":20,\"args\":{\"file\""),
+            "{out}"
+        );
+    }
 }

@@ -266,6 +266,19 @@ mod tests {
     }
 
     #[test]
+    fn a_process_is_a_frame_above_its_threads() {
+        let mut paths = paths();
+        paths.threads[0].process = Some(rprof_stats::ProcessTag {
+            pid: 42,
+            label: "gunicorn: worker [app;x] (pid 42)".into(),
+        });
+        assert_eq!(
+            collapsed_lines(&paths, Metric::Calls).unwrap()[0],
+            "gunicorn: worker [app,x] (pid 42);Main?Thread (tid 1);main (/srv/a,b/app.py:1) 1"
+        );
+    }
+
+    #[test]
     fn rejects_broken_paths() {
         let mut paths = paths();
         paths.threads[0].nodes[1].parent = Some(2);
