@@ -47,6 +47,9 @@ const POLL: Duration = Duration::from_millis(150);
 /// (a child just forked by a profiled process) is tried again before a
 /// warning.
 const INHERITED_RING_GRACE: Duration = Duration::from_secs(5);
+/// How long a new child of a profiled process is given to announce its own
+/// ring before it is attached by ptrace instead.
+const FOLLOW_GRACE: Duration = Duration::from_millis(500);
 /// Longest sleep of a process's reader between looks at an empty ring (a
 /// ring of the default 32 MiB takes ~100 ms to fill at the fastest rate
 /// measured).
@@ -150,6 +153,14 @@ pub fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
+/// The parent of `pid` (`/proc/PID/stat`, after the command name, which
+/// may itself hold spaces and parentheses).
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn exe(pid: i32) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
@@ -225,6 +236,9 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
     let mut root_skipped: Option<anyhow::Error> = None;
     let mut captures: Vec<ProcessCapture> = Vec::new();
     let mut warned_max = false;
+    // Processes recording now, and when a child of one was first seen.
+    let mut recording: std::collections::HashSet<i32> = Default::default();
+    let mut first_seen: HashMap<i32, Instant> = HashMap::new();
     let mut stop_at: Option<Instant> = None;
     let mut next_poll = Instant::now() + POLL;
     loop {
@@ -233,6 +247,7 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
             match msg {
                 Msg::Attached { pid, latency } => {
                     profiling += 1;
+                    recording.insert(pid);
                     let how = joined.get(&pid).copied().unwrap_or(Joined::Late);
                     if how != Joined::AtStart {
                         status.newline();
@@ -274,6 +289,7 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
                 }
                 Msg::Ended { pid } => {
                     profiling -= 1;
+                    recording.remove(&pid);
                     if pid == root {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -323,6 +339,13 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
             next_poll = Instant::now() + POLL;
             for pid in descendants(root) {
                 let retry = match known.get(&pid) {
+                    // A child of a profiled process announces its own ring
+                    // from its first call: it is attached by ptrace only
+                    // if no announcement came within FOLLOW_GRACE.
+                    None if recording.contains(&ppid(pid).unwrap_or(0)) => {
+                        let seen = *first_seen.entry(pid).or_insert_with(Instant::now);
+                        seen.elapsed() >= FOLLOW_GRACE
+                    }
                     None => true,
                     Some(Known::NotPython { exe: e }) => exe(pid) != *e,
                     Some(Known::Inherited) => true,
@@ -428,5 +451,28 @@ fn classify(
                 "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
             )),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_children_and_their_parent() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let found = descendants(me);
+        let parent = ppid(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.contains(&pid), "{found:?}");
+        assert!(!found.contains(&me));
+        assert_eq!(parent, Some(me));
+        assert_eq!(ppid(i32::MAX), None);
     }
 }
