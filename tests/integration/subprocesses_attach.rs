@@ -396,6 +396,51 @@ fn a_worker_killed_mid_capture_is_reported_and_the_others_are_complete() {
     }
 }
 
+#[test]
+fn a_root_that_is_not_python_has_its_python_children_profiled() {
+    let py = util::interpreters().last().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A shell that waits for its Python child (no exec).
+    let mut shell = Spawned::spawn(
+        "sh -c forktree.py",
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("\"$@\"; echo done")
+            .arg("sh")
+            .arg(&py.path)
+            .arg(tree_script())
+            .arg("1")
+            .arg("0.005")
+            .arg(dir.path().join("quit")),
+    );
+    shell.expect_out("ready", LIMIT);
+    let sh = shell.pid();
+    let out = run(util::rprof()
+        .args(["attach", "--subprocesses", "-d", "0.3", "-o"])
+        .arg(dir.path().join("p-{pid}.prof"))
+        .arg(sh.to_string()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        err.contains(&format!(
+            "rprof: attached to 2 processes (below PID {sh}, which is not CPython)"
+        )),
+        "{err}"
+    );
+    assert_eq!(pid_files(dir.path(), "p-").len(), 2, "{err}");
+    std::fs::write(dir.path().join("quit"), b"").unwrap();
+    shell.expect_out("done", LIMIT);
+    shell.wait(LIMIT);
+
+    // A process with no CPython below it: the root's own error (13).
+    let mut sleeper = Spawned::spawn("sleep", std::process::Command::new("sleep").arg("30"));
+    let out = run(util::rprof()
+        .args(["attach", "--subprocesses", "-d", "0.3"])
+        .arg(sleeper.pid().to_string()));
+    sleeper.end();
+    assert_eq!(out.status.code(), Some(13), "{}", describe(&out));
+}
+
 // ---------------------------------------------------------------------
 // gunicorn.
 
