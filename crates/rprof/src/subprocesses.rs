@@ -225,12 +225,9 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
         known.insert(pid, Known::Profiled);
         tree.spawn(pid, Joined::AtStart);
     }
-    let mut joined: HashMap<i32, Joined> = known
-        .keys()
-        .map(|&p| (p, Joined::AtStart))
-        .chain([(root, Joined::AtStart)])
-        .collect();
-    let mut starting: usize = tree.threads.len();
+    // The processes there at the start not yet attached (or failed).
+    let mut starting: std::collections::HashSet<i32> =
+        tree.threads.iter().map(|(p, _)| *p).collect();
     let mut profiling: usize = 0;
     let mut root_error: Option<anyhow::Error> = None;
     let mut root_skipped: Option<anyhow::Error> = None;
@@ -248,22 +245,17 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
                 Msg::Attached { pid, latency } => {
                     profiling += 1;
                     recording.insert(pid);
-                    let how = joined.get(&pid).copied().unwrap_or(Joined::Late);
-                    if how != Joined::AtStart {
+                    if !starting.remove(&pid) {
                         status.newline();
                         eprintln!(
                             "rprof: attached to PID {pid} ({}) while it ran, in {:.0} ms: its calls before that are not counted",
                             procs::process_title(pid as u32),
                             latency.as_secs_f64() * 1e3
                         );
-                    } else {
-                        starting -= 1;
                     }
                 }
                 Msg::Failed { pid, error } => {
-                    if joined.get(&pid) == Some(&Joined::AtStart) {
-                        starting -= 1;
-                    }
+                    starting.remove(&pid);
                     if pid == root {
                         // A root that is not CPython (a shell, a C
                         // supervisor) still has its CPython descendants
@@ -298,7 +290,7 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
         }
         // Every process there at the start attached or failed: the
         // capture starts now, for --duration too.
-        if starting == 0 && stop_at.is_none() && root_error.is_none() {
+        if starting.is_empty() && stop_at.is_none() && root_error.is_none() {
             if profiling == 0 {
                 // Only possible with a root that is not CPython.
                 root_error = root_skipped.take();
@@ -359,7 +351,6 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
                     }
                 } else if retry {
                     known.insert(pid, Known::Profiled);
-                    joined.entry(pid).or_insert(Joined::Late);
                     tree.spawn(pid, Joined::Late);
                 }
             }
