@@ -215,9 +215,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     if api.version < (3, 8, 0) {
         return Err("CPython older than 3.8 is not supported");
     }
-    // A child forked from a recording parent that never ran a hook yet.
+    // A child forked from a recording parent that never ran a hook yet:
+    // this new capture replaces the inherited one.
     // SAFETY: GIL held.
-    unsafe { forget_in_child() };
+    unsafe { leave_parent(false) };
     // SAFETY: GIL held (caller); the borrow ends before any Python call.
     if unsafe { CAPTURE.get_ref() }.is_some() {
         return Err(ALREADY_RUNNING);
@@ -374,7 +375,21 @@ pub fn after_fork_in_child() {
 /// # Safety
 /// GIL held.
 pub unsafe fn forget_in_child() {
+    // SAFETY: GIL held (caller).
+    unsafe { leave_parent(true) }
+}
+
+/// [`forget_in_child`]; with `follow`, a child with an announce channel is
+/// moved to a ring of its own instead (see [`follow_in_child`]).
+///
+/// # Safety
+/// GIL held.
+unsafe fn leave_parent(follow: bool) {
     if !FORKED_DIRTY.swap(false, Acquire) {
+        return;
+    }
+    // SAFETY: GIL held (caller).
+    if follow && crate::follow::following() && unsafe { follow_in_child() } {
         return;
     }
     // SAFETY: GIL held (caller); the capture is moved out before the
@@ -394,6 +409,79 @@ pub unsafe fn forget_in_child() {
     }
     // Unmaps the ring; the writer's Drop writes nothing.
     drop(cap);
+}
+
+/// With `--subprocesses` (an announce channel is set), in a forked child of
+/// a recording process: gives the child a ring of its own (see
+/// [`crate::follow`]), announces it, and moves the capture over to it: the
+/// hooks stay, the parent's ring is unmapped unwritten, the function table
+/// starts afresh, and an agent thread watches the new ring. Returns false,
+/// having changed nothing, if the ring could not be made or announced (the
+/// caller then removes the hooks).
+///
+/// # Safety
+/// GIL held.
+unsafe fn follow_in_child() -> bool {
+    // SAFETY: GIL held (caller); the capture is borrowed only while no
+    // Python code runs (table.clear only drops references to code objects
+    // and builtins, whose deallocation runs no Python code).
+    let (Some(api), Some(cap)) = (unsafe { API.get_ref() }.as_ref(), unsafe {
+        CAPTURE.get().as_mut()
+    }) else {
+        return false;
+    };
+    let parent = cap.writer.header();
+    let spec = crate::follow::RingSpec::of(parent);
+    let hook_used = parent.hook_used.load(Relaxed);
+    let Ok(fd) = crate::follow::create_ring(&spec) else {
+        return false;
+    };
+    if !crate::follow::announce(fd) {
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd) };
+        return false;
+    }
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    // SAFETY: the path names the ring we just made, mapped for as long as
+    // the writer lives.
+    let writer = match unsafe { Writer::open(&path) } {
+        Ok(w) => w,
+        Err(e) => {
+            crate::agent::report_failure(fd, e);
+            // SAFETY: the fd is ours.
+            unsafe { libc::close(fd) };
+            return false;
+        }
+    };
+    // SAFETY: GIL held; the parent's segment state is forgotten unwritten
+    // and the references of its table released.
+    unsafe {
+        crate::ft::forget_in_child(api);
+        cap.table.clear(api);
+    }
+    cap.table = Table::new();
+    cap.last_key = 0;
+    cap.last_id = 0;
+    // Unmaps the parent's ring (the writer's Drop writes nothing).
+    drop(core::mem::replace(&mut cap.writer, writer));
+    cap.writer.register();
+    let h = cap.writer.header();
+    h.python_version.store(api.version_hex(), Relaxed);
+    h.hook_used.store(hook_used, Relaxed);
+    h.threads_hooked.store(1, Relaxed);
+    cap.writer.marker(Kind::Start);
+    if api.free_threaded() {
+        crate::ft::begin(&cap.writer);
+    }
+    cap.writer
+        .header()
+        .shim_state
+        .store(state::RECORDING, Release);
+    GENERATION.fetch_add(1, Relaxed);
+    ACTIVE.store(true, Release);
+    // The agent owns the fd from here (and closes it).
+    crate::agent::spawn_watching(fd);
+    true
 }
 
 /// [`forget_in_child`] if this is a forked child that has not done it yet;
@@ -1196,11 +1284,15 @@ unsafe fn intern_descriptor(api: &Api, generation: u64, descr: PyObj, arg0: PyOb
 #[inline(always)]
 unsafe fn recording() -> Option<(&'static Api, u64)> {
     if !ACTIVE.load(Relaxed) {
-        if FORKED_DIRTY.load(Relaxed) {
-            // SAFETY: hooks run with the GIL held.
-            unsafe { forget_in_child() };
+        if !FORKED_DIRTY.load(Relaxed) {
+            return None;
         }
-        return None;
+        // SAFETY: hooks run with the GIL held.
+        unsafe { forget_in_child() };
+        // A followed child records from this very event on.
+        if !ACTIVE.load(Relaxed) {
+            return None;
+        }
     }
     let generation = GENERATION.load(Relaxed);
     // SAFETY: hooks run with the GIL held; API is only written by start()

@@ -17,4 +17,5 @@ mod dist;
 mod formats;
 mod free_threaded;
 mod subprocesses_attach;
+mod subprocesses_run;
 mod util;

@@ -38,6 +38,9 @@ pub struct Launch {
     pub target: Target,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// `--subprocesses`: the environment that makes children announce
+    /// their rings ([`crate::follow::Children::env`]).
+    pub follow_env: Vec<(OsString, OsString)>,
 }
 
 /// Exit status the bootstrap uses when the shim cannot start.
@@ -84,6 +87,9 @@ def _rprof_main():
         sys.modules["__main__"] = main
         globs = main.__dict__
     loaded = set(sys.modules) - before
+    follow = os.environ.get("RPROF_FOLLOW")
+    if follow and lib.rprof_follow(os.fsencode(follow)) != 0:
+        sys.stderr.write("rprof: warning: cannot follow the children of PID %d: rprof's socket is unreachable\n" % os.getpid())
     if start(os.fsencode(ring)) != 0:
         buf = ctypes.create_string_buffer(256)
         last_error(buf, 256)
@@ -144,6 +150,7 @@ impl Launch {
             .arg(mode)
             .arg(target)
             .args(&self.args)
+            .envs(self.follow_env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .map_err(|e| ControllerError::Python {
                 python: self.python.to_string_lossy().into_owned(),

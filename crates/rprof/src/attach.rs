@@ -30,7 +30,7 @@ pub const EXIT_TARGET_KILLED: u8 = 4;
 /// wait status while its parent has not collected it.
 pub(crate) fn ending(pid: i32) -> Ending {
     for _ in 0..20 {
-        if let Some(ws) = attach::zombie_exit_status(pid) {
+        if let Some(ws) = attach::exit_status(pid) {
             let sig = ws & 0x7f;
             return if sig == 0 {
                 Ending::Exited((ws >> 8) & 0xff)

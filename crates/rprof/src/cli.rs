@@ -157,6 +157,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: OsString,
 
+    /// Also profile the processes the program starts: children it forks
+    /// (`os.fork`, `multiprocessing` with fork), and Pythons it starts
+    /// (`subprocess`, `multiprocessing` with spawn or forkserver,
+    /// `ProcessPoolExecutor`). The profiles are merged.
+    #[arg(long)]
+    pub subprocesses: bool,
+
     /// Run a library module as a script, like `python -m`.
     #[arg(short = 'm', value_name = "MODULE")]
     pub module: Option<String>,
@@ -311,6 +318,7 @@ impl RunArgs {
             python: self.python.clone(),
             target,
             args,
+            follow_env: Vec::new(),
         })
     }
 }

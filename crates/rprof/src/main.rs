@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod attach;
+mod children;
 mod cli;
 mod doctor;
 pub mod procs;
