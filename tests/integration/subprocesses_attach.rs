@@ -509,6 +509,18 @@ fn load(sock: &Path, clients: usize, each: usize) -> (Vec<u32>, Vec<String>) {
     (pids, failed)
 }
 
+/// The failed requests that say something about rprof. A gthread worker
+/// that reaches max_requests closes the connections it accepted but had
+/// not read yet (gunicorn 23 does so without rprof too: 8 of 160 requests
+/// here); their requests never reach the app. The client sees a reset, or a
+/// broken pipe if the close comes before its request is written.
+fn real_failures(class: &str, mut failed: Vec<String>) -> Vec<String> {
+    if class == "gthread" {
+        failed.retain(|e| !e.contains("Connection reset by peer") && !e.contains("Broken pipe"));
+    }
+    failed
+}
+
 #[test]
 fn gunicorn_workers_replaced_during_the_capture_are_counted_exactly() {
     let Some(gpath) = gunicorn_path() else {
@@ -553,6 +565,7 @@ fn gunicorn(py: &Python, gpath: &Path, class: &str) {
     let master = g.pid();
     // Served before the attach: not counted.
     let (_, failed) = load(&sock, 2, 5);
+    let failed = real_failures(class, failed);
     assert_eq!(
         failed,
         Vec::<String>::new(),
@@ -575,13 +588,8 @@ fn gunicorn(py: &Python, gpath: &Path, class: &str) {
     );
     // 4 clients x 40 requests: each worker is replaced after 15, so
     // about 10 workers are forked by the (profiled) master meanwhile.
-    let (pids, mut failed) = load(&sock, 4, 40);
-    if class == "gthread" {
-        // A gthread worker that reaches max_requests closes the
-        // connections it accepted but had not read yet (gunicorn does so
-        // without rprof too); their requests never reach the app.
-        failed.retain(|e| !e.contains("Connection reset by peer"));
-    }
+    let (pids, failed) = load(&sock, 4, 40);
+    let failed = real_failures(class, failed);
     assert_eq!(
         failed,
         Vec::<String>::new(),
@@ -595,6 +603,7 @@ fn gunicorn(py: &Python, gpath: &Path, class: &str) {
 
     // The service goes on.
     let (_, failed) = load(&sock, 2, 5);
+    let failed = real_failures(class, failed);
     assert_eq!(
         failed,
         Vec::<String>::new(),

@@ -57,7 +57,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
     // attach is undone or the capture ended cleanly, never cut in half.
     signals::catch_interrupts();
     let pid = args.pid;
-    let mut live = start(pid, &config, &output, &signals::pending)?;
+    let mut live = start(pid, &config, &output, &signals::pending, false)?;
     eprintln!("{}", live.attached_line());
 
     testing::pause_at("recording", None);
@@ -70,7 +70,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
         &|| signals::take().is_some() || stop_at.is_some_and(|t| Instant::now() >= t),
         Duration::from_micros(500),
     );
-    let (capture, ending, detach_latency) = live.detach(target_exited);
+    let (capture, ending, detach_latency) = live.detach(target_exited, false);
     let mut killed = false;
     match ending {
         Ending::Detached => eprintln!(
@@ -132,15 +132,21 @@ pub(crate) struct Live {
     ring_link: String,
     /// From the start of [`start`] to the agent's RECORDING state.
     pub latency: Duration,
+    /// With `follow`: rprof's end of the channel on which the children
+    /// the process forks from now on announce their rings.
+    pub channel: Option<std::os::fd::OwnedFd>,
 }
 
 /// Attaches to `pid` and waits until its agent records. `interrupted`
 /// is polled while waiting (a signal, or another reason to give up).
+/// `follow`: children it forks from now on get rings of their own and
+/// announce them on [`Live::channel`].
 pub(crate) fn start(
     pid: i32,
     config: &CaptureConfig,
     output: &OutputConfig,
     interrupted: &dyn Fn() -> bool,
+    follow: bool,
 ) -> Result<Live> {
     let started = Instant::now();
     let target = attach::inspect(pid)?;
@@ -158,17 +164,20 @@ pub(crate) fn start(
         full_policy: config.full_policy,
         mode: config.mode,
     };
-    let (ring, report) = target.inject(
-        shim::RingBytes {
-            total: Ring::file_len(&ring_config),
-            reserved: Ring::reserved_len(&ring_config),
-        },
-        |file| {
-            Ring::create_in(file, Path::new("the ring memfd"), ring_config)
-                .map_err(|e| e.to_string())
-        },
-        INJECT_TIMEOUT,
-    )?;
+    let bytes = shim::RingBytes {
+        total: Ring::file_len(&ring_config),
+        reserved: Ring::reserved_len(&ring_config),
+    };
+    let make_ring = |file| {
+        Ring::create_in(file, Path::new("the ring memfd"), ring_config).map_err(|e| e.to_string())
+    };
+    let (ring, report, channel) = if follow {
+        let (ring, report, fd) = target.inject_following(bytes, make_ring, INJECT_TIMEOUT)?;
+        (ring, report, Some(fd))
+    } else {
+        let (ring, report) = target.inject(bytes, make_ring, INJECT_TIMEOUT)?;
+        (ring, report, None)
+    };
     let t_injected = started.elapsed();
     let mut session = Session::new(ring);
     report::prepare(&mut session, output);
@@ -225,6 +234,7 @@ pub(crate) fn start(
         session,
         ring_link: report.ring_link,
         latency,
+        channel,
     })
 }
 
@@ -255,10 +265,14 @@ impl Live {
     }
 
     /// Detaches (unless the target is gone) and returns the capture, how
-    /// the target ended, and how long the detach took.
-    pub fn detach(mut self, target_exited: bool) -> (Capture, Ending, Duration) {
+    /// the target ended, and how long the detach took. `take_tail`: if the
+    /// target is gone, also read what it wrote but had not published.
+    pub fn detach(mut self, target_exited: bool, take_tail: bool) -> (Capture, Ending, Duration) {
         let detach_started = Instant::now();
         let exited = stop_session(&mut self.session, self.pid, target_exited);
+        if exited && take_tail {
+            self.session.take_unpublished();
+        }
         if !exited {
             // rprof is done only once the shim has let go of the ring: an
             // attach right after this one must find nothing of this one.

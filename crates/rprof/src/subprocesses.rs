@@ -31,7 +31,8 @@ use crate::cli::{AttachArgs, CaptureConfig, OutputConfig};
 use crate::procs::{self, Ending, Joined, ProcessCapture};
 use anyhow::Result;
 use rprof_controller::attach::{self as ctl, AttachError};
-use rprof_controller::signals;
+use rprof_controller::{follow, signals};
+use rprof_reader::{Ring, Session};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -59,9 +60,20 @@ const MAX_PROCESSES: usize = 256;
 
 /// What a process thread tells the main loop.
 enum Msg {
-    Attached { pid: i32, latency: Duration },
-    Failed { pid: i32, error: anyhow::Error },
-    Ended { pid: i32 },
+    Attached {
+        pid: i32,
+        latency: Duration,
+        joined: Joined,
+        /// The announce channel of the children it forks.
+        channel: Option<std::os::fd::OwnedFd>,
+    },
+    Failed {
+        pid: i32,
+        error: anyhow::Error,
+    },
+    Ended {
+        pid: i32,
+    },
 }
 
 /// What the main loop knows of a PID below the root.
@@ -92,7 +104,7 @@ impl Tree {
         let handle = std::thread::spawn(move || {
             let title = procs::process_title(pid as u32);
             let interrupted = || stop.load(Ordering::Relaxed) || signals::pending();
-            let mut live = match attach::start(pid, &config, &output, &interrupted) {
+            let mut live = match attach::start(pid, &config, &output, &interrupted, true) {
                 Ok(live) => live,
                 Err(error) => {
                     let _ = tx.send(Msg::Failed { pid, error });
@@ -102,18 +114,60 @@ impl Tree {
             let _ = tx.send(Msg::Attached {
                 pid,
                 latency: live.latency,
+                joined,
+                channel: live.channel.take(),
             });
             let exited = live.record_until(&|| stop.load(Ordering::Relaxed), MAX_IDLE);
             if exited {
                 let _ = tx.send(Msg::Ended { pid });
             }
-            let (capture, ending, _) = live.detach(exited);
+            let (capture, ending, _) = live.detach(exited, true);
             Some(ProcessCapture {
                 pid: pid as u32,
                 title,
                 joined,
                 ending,
                 capture,
+            })
+        });
+        self.threads.push((pid, handle));
+    }
+
+    /// Captures a child that announced its own ring (`session` on it), on
+    /// a thread of its own.
+    fn follow(&mut self, pid: i32, mut session: Session) {
+        let (stop, tx) = (self.stop.clone(), self.tx.clone());
+        let handle = std::thread::spawn(move || {
+            let title = procs::process_title(pid as u32);
+            let _ = tx.send(Msg::Attached {
+                pid,
+                latency: Duration::ZERO,
+                joined: Joined::Announced,
+                channel: None,
+            });
+            let exited = attach::record_until(
+                &mut session,
+                pid,
+                &|| stop.load(Ordering::Relaxed),
+                MAX_IDLE,
+            );
+            if exited {
+                let _ = tx.send(Msg::Ended { pid });
+            }
+            let exited = attach::stop_session(&mut session, pid, exited);
+            let ending = if exited {
+                // It can write no more: its last, unpublished batch too.
+                session.take_unpublished();
+                attach::ending(pid)
+            } else {
+                Ending::Detached
+            };
+            Some(ProcessCapture {
+                pid: pid as u32,
+                title,
+                joined: Joined::Announced,
+                ending,
+                capture: session.finish(),
             })
         });
         self.threads.push((pid, handle));
@@ -215,6 +269,10 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
         threads: Vec::new(),
     };
     let mut known: HashMap<i32, Known> = HashMap::new();
+    let mut announcements = follow::Announcements::new();
+    // Children followed through their announcement: a ptrace attempt
+    // still under way for one of them fails, and that is fine.
+    let mut announced: std::collections::HashSet<i32> = Default::default();
     let mut inherited: HashMap<i32, Instant> = HashMap::new();
     let mut status = Status {
         tty: std::io::stderr().is_terminal(),
@@ -239,13 +297,45 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
     let mut stop_at: Option<Instant> = None;
     let mut next_poll = Instant::now() + POLL;
     loop {
+        // Children of profiled processes with rings of their own.
+        while let Ok(Some(a)) = announcements.try_recv() {
+            let what = format!("the ring of PID {}", a.pid);
+            match Ring::open_announced(a.ring, std::path::Path::new(&what)) {
+                Ok(ring) if tree.threads.len() < MAX_PROCESSES => {
+                    let mut session = Session::new(ring);
+                    crate::report::prepare(&mut session, &output);
+                    known.insert(a.pid, Known::Profiled);
+                    announced.insert(a.pid);
+                    tree.follow(a.pid, session);
+                }
+                // The ring is dropped: the child's writer finds no reader
+                // and lets go (its heartbeat never moves).
+                Ok(_) => {}
+                Err(e) => {
+                    status.newline();
+                    eprintln!(
+                        "rprof: warning: PID {} ({}) announced a ring rprof cannot use: {e}",
+                        a.pid,
+                        procs::process_title(a.pid as u32)
+                    );
+                }
+            }
+        }
         // Messages from the process threads.
         while let Ok(msg) = rx.try_recv() {
             match msg {
-                Msg::Attached { pid, latency } => {
+                Msg::Attached {
+                    pid,
+                    latency,
+                    joined,
+                    channel,
+                } => {
                     profiling += 1;
                     recording.insert(pid);
-                    if !starting.remove(&pid) {
+                    if let Some(fd) = channel {
+                        announcements.add_channel(fd);
+                    }
+                    if !starting.remove(&pid) && joined == Joined::Late {
                         status.newline();
                         eprintln!(
                             "rprof: attached to PID {pid} ({}) while it ran, in {:.0} ms: its calls before that are not counted",
@@ -270,6 +360,9 @@ pub fn attach_tree(args: &AttachArgs) -> Result<ExitCode> {
                             root_error = Some(error);
                             stop.store(true, Ordering::Relaxed);
                         }
+                        continue;
+                    }
+                    if announced.contains(&pid) {
                         continue;
                     }
                     let state = classify(pid, &error, &mut inherited);
