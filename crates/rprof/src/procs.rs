@@ -25,9 +25,10 @@
 //! process is known to have been killed by a signal or crashed, or when
 //! the first process (the PID given, or the launched one) ended and how is
 //! unknown; otherwise 3 ([`EXIT_INCOMPLETE`](report::EXIT_INCOMPLETE)) if
-//! any capture is incomplete. A process killed mid-capture loses only its
-//! own unpublished tail (fewer than 64 events); every other process's
-//! profile is complete.
+//! any capture is incomplete. A process killed mid-capture keeps what it
+//! wrote, its unpublished last batch included (`Session::take_unpublished`
+//! once it is gone); at most the record it was writing is lost, and every
+//! other process's profile is complete.
 //!
 //! Usage (what `run --subprocesses` does once its processes are done):
 //!
@@ -342,7 +343,7 @@ pub fn summarize(captures: &[ProcessCapture]) -> Outcome {
                     "was killed by"
                 };
                 eprintln!(
-                    "rprof: {who} {how} {} during the capture; kept what it recorded (its last events, fewer than 64, may be missing)",
+                    "rprof: {who} {how} {} during the capture; kept what it recorded (at most the call it was recording is missing)",
                     signal_name(sig)
                 );
             }
