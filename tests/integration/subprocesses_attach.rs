@@ -441,6 +441,51 @@ fn a_root_that_is_not_python_has_its_python_children_profiled() {
     assert_eq!(out.status.code(), Some(13), "{}", describe(&out));
 }
 
+#[test]
+fn a_python_started_by_exec_is_attached_while_it_runs() {
+    let py = util::interpreters().last().unwrap();
+    let ctx = format!("spawner on {}", py.label());
+    let dir = tempfile::tempdir().unwrap();
+    let (go, quit) = (dir.path().join("go"), dir.path().join("quit"));
+    let mut target = Spawned::spawn(
+        ctx.clone(),
+        py.command()
+            .arg(util::root().join("tests/subprocesses/spawner.py"))
+            .arg(&go)
+            .arg(&quit),
+    );
+    target.expect_out("ready", LIMIT);
+    let pid = target.pid();
+    let mut rprof = Spawned::spawn(
+        "rprof attach --subprocesses",
+        util::rprof()
+            .args(["attach", "--subprocesses", "-o"])
+            .arg(dir.path().join("p-{pid}.prof"))
+            .arg(pid.to_string()),
+    );
+    rprof.expect_err("rprof: attached to 1 process (PID", LIMIT);
+    std::fs::write(&go, b"").unwrap();
+    // Picked up by the tree walk (no announcement: it is a new program).
+    rprof.expect_err("while it ran", LIMIT);
+    rprof.expect_err("rprof: profiling 2 processes", LIMIT);
+    std::thread::sleep(Duration::from_millis(200));
+    util::signal(rprof.pid(), "INT");
+    rprof.expect_exit(0, LIMIT);
+    let err = rprof.describe();
+    std::fs::write(&quit, b"").unwrap();
+    target.expect_exit(0, LIMIT);
+    let files = pid_files(dir.path(), "p-");
+    assert_eq!(files.len(), 2, "{ctx}: {files:?}\n{err}");
+    for (p, f) in &files {
+        let m = read_prof(py, f);
+        assert!(
+            m.keys().any(|k| k.2 == "work"),
+            "{ctx}: PID {p}: {m:?}\n{err}"
+        );
+    }
+    assert!(err.contains("1 attached while running"), "{ctx}: {err}");
+}
+
 // ---------------------------------------------------------------------
 // gunicorn.
 
