@@ -27,6 +27,11 @@ pub fn write_profile(capture: &Capture, config: &OutputConfig, pid: Option<u32>)
         return Ok(());
     }
     for (path, format) in &config.outputs {
+        // `{pid}` names the one process, as with --subprocesses.
+        let path = &match pid {
+            Some(pid) => crate::procs::per_process_path(path, pid),
+            None => path.clone(),
+        };
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = std::io::BufWriter::new(file);
