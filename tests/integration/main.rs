@@ -16,5 +16,6 @@ mod differential;
 mod dist;
 mod formats;
 mod free_threaded;
+mod subprocesses_attach;
 mod subprocesses_run;
 mod util;

@@ -78,6 +78,13 @@ pub struct AttachArgs {
     #[arg(short = 'd', long, value_name = "SECS")]
     pub duration: Option<f64>,
 
+    /// Also profile every CPython process below PID (gunicorn, uWSGI and
+    /// Celery workers, multiprocessing pools), attached concurrently, and
+    /// those that appear while attached. One merged profile, or one file
+    /// per process with `{pid}` in an -o name.
+    #[arg(long)]
+    pub subprocesses: bool,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
