@@ -181,6 +181,10 @@ api! {
         thread_get_id: "PyThreadState_GetID" => fn(PyObj) -> u64;
         // Exported only by free-threaded builds (Py_GIL_DISABLED).
         dec_ref_shared: "_Py_DecRefShared" => fn(PyObj);
+        // The monitoring callbacks' own type (see `callback`).
+        type_from_spec: "PyType_FromSpec" => fn(*mut crate::callback::PyTypeSpec) -> PyObj;
+        type_generic_alloc: "PyType_GenericAlloc" => fn(PyObj, isize) -> PyObj;
+        vectorcall_call: "PyVectorcall_Call" => fn(PyObj, PyObj, PyObj) -> PyObj;
     }
     data {
         none: "_Py_NoneStruct";
@@ -224,6 +228,12 @@ impl Api {
     /// Python at once, and the object header is larger.
     pub fn free_threaded(&self) -> bool {
         self.dec_ref_shared.is_some()
+    }
+
+    /// The word of the object header that holds `ob_type` (the header
+    /// ends right after it).
+    pub fn ob_type_words(&self) -> usize {
+        self.layout.ob_type_words
     }
 
     /// True from 3.12 on.

@@ -764,7 +764,16 @@ fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
 ///
 /// # Safety
 /// Called by CPython on an attached thread with live `frame`/`arg`.
-pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg: PyObj) -> c_int {
+pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
+    _obj: PyObj,
+    frame: PyObj,
+    what: c_int,
+    arg: PyObj,
+) -> c_int {
+    // builtins=False: C events are ignored before anything else.
+    if !BUILTINS && what >= api::PY_TRACE_C_CALL {
+        return 0;
+    }
     with_local(|api, l| {
         // SAFETY: CPython passes a live frame, and for C events a live
         // callable.
@@ -850,6 +859,17 @@ unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) ->
     mon_c_event(args, nargs, Kind::CException);
     none()
 }
+
+crate::callback::vectorcall!(vc_start => mon_start);
+crate::callback::vectorcall!(vc_return => mon_return);
+crate::callback::vectorcall!(vc_call => mon_call);
+crate::callback::vectorcall!(vc_c_return => mon_c_return);
+crate::callback::vectorcall!(vc_c_raise => mon_c_raise);
+
+/// The monitoring callbacks as vectorcall functions, in `hooks::Callback`
+/// order.
+pub const VECTORCALLS: [crate::callback::Vectorcall; 5] =
+    [vc_start, vc_return, vc_call, vc_c_return, vc_c_raise];
 
 struct Defs([PyMethodDef; 5]);
 // SAFETY: immutable after construction; CPython only reads them.

@@ -87,6 +87,10 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static FORKED_DIRTY: AtomicBool = AtomicBool::new(false);
 /// The capture installs do-nothing callbacks ([`rprof_abi::Mode::Floor`]).
 static FLOOR: AtomicBool = AtomicBool::new(false);
+/// The capture leaves builtins out ([`rprof_abi::flags::NO_BUILTINS`]):
+/// no C event is registered (monitoring), or the setprofile hook that
+/// ignores them first thing is installed.
+pub(crate) static NO_BUILTINS: AtomicBool = AtomicBool::new(false);
 
 /// Events of a `sys.monitoring` tool, by the names of `sys.monitoring.events`.
 const MONITORED: [(&CStr, Callback); 9] = [
@@ -101,7 +105,7 @@ const MONITORED: [(&CStr, Callback); 9] = [
     (c"C_RAISE", Callback::CRaise),
 ];
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Callback {
     Start = 0,
     Return = 1,
@@ -167,6 +171,9 @@ struct Monitoring {
     missing: PyObj,
     events: Vec<PyObj>,
     callbacks: Vec<PyObj>,
+    /// The callbacks' own type (see [`crate::callback`]), or NULL when
+    /// they are `PyCFunction`s.
+    callback_type: PyObj,
 }
 
 struct SetProfile {
@@ -242,6 +249,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     h.threads_hooked.store(threads, Relaxed);
     FLOOR.store(
         writer.header().mode == rprof_abi::Mode::Floor as u32,
+        Relaxed,
+    );
+    NO_BUILTINS.store(
+        writer.header().flags & rprof_abi::flags::NO_BUILTINS != 0,
         Relaxed,
     );
     NONE.store(api.none, Relaxed);
@@ -737,9 +748,11 @@ unsafe extern "C" fn probe_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: Py
 
 /// Whether `func` is one of the shim's own setprofile hooks.
 fn is_ours(func: usize) -> bool {
-    func == profile_cb as *const () as usize
+    func == profile_cb::<true> as *const () as usize
+        || func == profile_cb::<false> as *const () as usize
         || func == floor_cb as *const () as usize
-        || func == crate::ft::profile_cb as *const () as usize
+        || func == crate::ft::profile_cb::<true> as *const () as usize
+        || func == crate::ft::profile_cb::<false> as *const () as usize
 }
 
 /// Takes the shim's hook off every thread that still has it, putting back
@@ -845,6 +858,7 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             missing: ptr::null_mut(),
             events: Vec::new(),
             callbacks: Vec::new(),
+            callback_type: ptr::null_mut(),
         });
         mon.missing = (api.getattr_string)(module, c"MISSING".as_ptr());
         crate::ft::set_missing(mon.missing);
@@ -881,18 +895,32 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             (api.err_clear)();
             return Err("sys.monitoring.events is missing");
         }
+        // Objects with their own vectorcall slot where the interpreter
+        // lets us build them (every 3.12+ does), PyCFunctions otherwise.
+        let vectorcalls = if FLOOR.load(Relaxed) {
+            [vc_floor as crate::callback::Vectorcall; 5]
+        } else if crate::ft::ENABLED.load(Relaxed) {
+            crate::ft::VECTORCALLS
+        } else {
+            VECTORCALLS
+        };
         let mut callbacks = [ptr::null_mut(); 5];
-        for (i, cb) in callbacks.iter_mut().enumerate() {
-            let d = if FLOOR.load(Relaxed) {
-                def_ptr(FLOOR_DEF)
-            } else if crate::ft::ENABLED.load(Relaxed) {
-                crate::ft::def_ptr(i)
-            } else {
-                def_ptr(i)
-            };
-            *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
-            if cb.is_null() {
-                (api.err_clear)();
+        if let Some((ty, objs)) = crate::callback::new_callbacks(api, &vectorcalls) {
+            mon.callback_type = ty;
+            callbacks.copy_from_slice(&objs);
+        } else {
+            for (i, cb) in callbacks.iter_mut().enumerate() {
+                let d = if FLOOR.load(Relaxed) {
+                    def_ptr(FLOOR_DEF)
+                } else if crate::ft::ENABLED.load(Relaxed) {
+                    crate::ft::def_ptr(i)
+                } else {
+                    def_ptr(i)
+                };
+                *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
+                if cb.is_null() {
+                    (api.err_clear)();
+                }
             }
         }
         mon.callbacks = callbacks.iter().copied().filter(|c| !c.is_null()).collect();
@@ -900,9 +928,16 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             (api.py_decref)(events);
             return Err("cannot create the monitoring callbacks");
         }
+        let no_builtins = NO_BUILTINS.load(Relaxed);
         let mut mask: c_long = 0;
         let mut failed = None;
         for (ev_name, which) in MONITORED {
+            // builtins=False: the C events are not even asked for, so call
+            // sites keep their specialisation.
+            if no_builtins && matches!(which, Callback::Call | Callback::CReturn | Callback::CRaise)
+            {
+                continue;
+            }
             let Some(bit) = api.attr_long(events, ev_name) else {
                 failed = Some("a sys.monitoring event is missing");
                 break;
@@ -970,6 +1005,9 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
             }
             for o in mon.events.iter().chain(&mon.callbacks) {
                 (api.py_decref)(*o);
+            }
+            if !mon.callback_type.is_null() {
+                (api.py_decref)(mon.callback_type);
             }
             if !mon.missing.is_null() {
                 (api.py_decref)(mon.missing);
@@ -1213,7 +1251,16 @@ unsafe fn recording() -> Option<(&'static Api, u64)> {
 ///
 /// # Safety
 /// Called by CPython with the GIL held and live `frame`/`arg`.
-pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg: PyObj) -> c_int {
+pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
+    _obj: PyObj,
+    frame: PyObj,
+    what: c_int,
+    arg: PyObj,
+) -> c_int {
+    // builtins=False: C events are ignored before anything else.
+    if !BUILTINS && what >= api::PY_TRACE_C_CALL {
+        return 0;
+    }
     // SAFETY: GIL held by CPython's contract for profile functions.
     let Some((api, g)) = (unsafe { recording() }) else {
         return 0;
@@ -1241,12 +1288,17 @@ pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg:
 
 /// The setprofile hook of this capture.
 fn native_hook() -> api::TraceFunc {
-    if FLOOR.load(Relaxed) {
-        floor_cb
-    } else if crate::ft::ENABLED.load(Relaxed) {
-        crate::ft::profile_cb
-    } else {
-        profile_cb
+    let builtins = !NO_BUILTINS.load(Relaxed);
+    match (
+        FLOOR.load(Relaxed),
+        crate::ft::ENABLED.load(Relaxed),
+        builtins,
+    ) {
+        (true, _, _) => floor_cb,
+        (_, true, true) => crate::ft::profile_cb::<true>,
+        (_, true, false) => crate::ft::profile_cb::<false>,
+        (_, false, true) => profile_cb::<true>,
+        (_, false, false) => profile_cb::<false>,
     }
 }
 
@@ -1343,6 +1395,17 @@ unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) ->
         none()
     }
 }
+
+crate::callback::vectorcall!(vc_start => mon_start);
+crate::callback::vectorcall!(vc_return => mon_return);
+crate::callback::vectorcall!(vc_call => mon_call);
+crate::callback::vectorcall!(vc_c_return => mon_c_return);
+crate::callback::vectorcall!(vc_c_raise => mon_c_raise);
+crate::callback::vectorcall!(vc_floor => mon_floor);
+
+/// The monitoring callbacks as vectorcall functions, in [`Callback`] order.
+const VECTORCALLS: [crate::callback::Vectorcall; 5] =
+    [vc_start, vc_return, vc_call, vc_c_return, vc_c_raise];
 
 /// Installed as `threading`'s profile hook: runs as a Python-level profile
 /// function on the first event of each new thread, swaps itself for the

@@ -34,7 +34,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"rprofrg\n";
 /// Bumped whenever anything in this crate changes meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Size of the header area in bytes; the data area starts here.
 pub const HEADER_BYTES: usize = 4096;
 /// Longest string (in bytes) a definition record carries; longer strings
@@ -115,6 +115,19 @@ pub enum Mode {
     Floor = 1,
 }
 
+/// Bits of [`Header::flags`]: cProfile's `Profile(builtins=..., subcalls=...)`
+/// switches, applied where they cost least.
+pub mod flags {
+    /// `builtins=False`: no builtin is recorded. The shim does not even
+    /// register the C events on 3.12+ (call sites keep their
+    /// specialisation), and ignores them first thing with setprofile.
+    pub const NO_BUILTINS: u32 = 1;
+    /// `subcalls=False`: no caller edges. The events are the same; the
+    /// reader keeps no caller→callee counters (`_lsprof.c` keeps no
+    /// sub-entries), so every caller dict in pstats is empty.
+    pub const NO_SUBCALLS: u32 = 2;
+}
+
 /// How long the shim waits for a silent reader before it stops recording,
 /// measured on the shim's own clock while [`Header::heartbeat`] does not
 /// move.
@@ -181,7 +194,9 @@ pub struct Header {
     pub segments: u32,
     /// Size of each segment's data area in words; a power of two.
     pub segment_words: u64,
-    _pad0: [u8; 8],
+    /// What is recorded: a combination of [`flags`] bits.
+    pub flags: u32,
+    _pad0: [u8; 4],
 
     /// Producer cursor, in words (shim).
     pub head: AtomicU64,
@@ -225,6 +240,7 @@ const _: () = assert!(core::mem::offset_of!(Header, head) == 64);
 const _: () = assert!(core::mem::offset_of!(Header, tail) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, error) == 192);
 const _: () = assert!(core::mem::offset_of!(Header, segment_words) == 48);
+const _: () = assert!(core::mem::offset_of!(Header, flags) == 56);
 
 impl Header {
     /// A header for a data area of `capacity_words` words.
@@ -247,7 +263,8 @@ impl Header {
             mode: Mode::Record as u32,
             segments: 0,
             segment_words: 0,
-            _pad0: [0; 8],
+            flags: 0,
+            _pad0: [0; 4],
             head: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             wait_ns: AtomicU64::new(0),

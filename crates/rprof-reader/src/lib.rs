@@ -15,6 +15,7 @@
 //!     hook: rprof_abi::Hook::Auto,
 //!     full_policy: rprof_abi::FullPolicy::Wait,
 //!     mode: rprof_abi::Mode::Record,
+//!     flags: 0,
 //! })?;
 //! let mut session = Session::new(ring);
 //! // ... the target loads the shim and records ...
@@ -149,11 +150,14 @@ impl Session {
     /// Starts reading `ring`; call this before the shim starts, so that the
     /// clock calibration spans the whole capture.
     pub fn new(ring: Ring) -> Session {
+        let mut stream = Stream::new();
+        // cProfile's subcalls=False: no caller edges are kept at all.
+        stream.set_subcalls(ring.header().flags & rprof_abi::flags::NO_SUBCALLS == 0);
         Session {
             ring,
             tail: 0,
             buf: Vec::new(),
-            stream: Stream::new(),
+            stream,
             calibration: clock::Sample::now(),
             corrupt: None,
             segments: Vec::new(),
@@ -361,6 +365,7 @@ mod tests {
                 hook: Hook::Auto,
                 full_policy: FullPolicy::Wait,
                 mode: rprof_abi::Mode::Record,
+                flags: 0,
             },
         )
         .unwrap()

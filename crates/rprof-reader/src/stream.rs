@@ -201,6 +201,11 @@ impl Stream {
         self.stop_ts.unwrap_or(self.last_ts)
     }
 
+    /// Whether caller→callee edges are kept (cProfile's `subcalls`).
+    pub fn set_subcalls(&mut self, on: bool) {
+        self.agg.set_subcalls(on);
+    }
+
     /// Also records exact call paths (see [`rprof_stats::paths`]).
     pub fn record_paths(&mut self, limits: PathLimits) {
         self.agg.record_paths(limits);

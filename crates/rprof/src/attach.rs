@@ -100,6 +100,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode> {
         hook: config.hook,
         full_policy: config.full_policy,
         mode: config.mode,
+        flags: config.flags,
     };
     let (ring, report) = target.inject(
         shim::RingBytes {
