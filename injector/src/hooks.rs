@@ -1020,10 +1020,8 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
 impl Capture {
     #[inline(always)]
     fn emit(&mut self, kind: Kind, id: u32) {
+        // A writer that gives up clears ACTIVE itself (Writer::abandon).
         self.writer.event(kind, id);
-        if self.writer.is_abandoned() {
-            ACTIVE.store(false, Release);
-        }
     }
 
     /// The id of `key` if it is known (no Python call).
@@ -1247,7 +1245,9 @@ unsafe fn recording() -> Option<(&'static Api, u64)> {
     Some((api, generation))
 }
 
-/// The setprofile hook (`Py_tracefunc`).
+/// The setprofile hook (`Py_tracefunc`). The fast path (a function
+/// already interned, an exact builtin function) reads the capture once and
+/// calls nothing; everything else goes through [`profile_slow`].
 ///
 /// # Safety
 /// Called by CPython with the GIL held and live `frame`/`arg`.
@@ -1261,6 +1261,49 @@ pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
     if !BUILTINS && what >= api::PY_TRACE_C_CALL {
         return 0;
     }
+    if !ACTIVE.load(Relaxed) {
+        not_recording();
+        return 0;
+    }
+    // SAFETY: GIL held by CPython's contract for profile functions; API is
+    // only written by start() before any hook is installed; CPython passes
+    // a live frame, and for C events a live callable. No Python code runs
+    // while the capture is borrowed.
+    unsafe {
+        let Some(api) = API.get_ref().as_ref() else {
+            return 0;
+        };
+        let (kind, key) = match what {
+            api::PY_TRACE_CALL => (Kind::Call, api.frame_code(frame) as usize),
+            api::PY_TRACE_RETURN => (Kind::Return, api.frame_code(frame) as usize),
+            api::PY_TRACE_C_CALL | api::PY_TRACE_C_RETURN | api::PY_TRACE_C_EXCEPTION
+                if api.type_of(arg) == api.cfunction_type =>
+            {
+                let kind = match what {
+                    api::PY_TRACE_C_CALL => Kind::CCall,
+                    api::PY_TRACE_C_RETURN => Kind::CReturn,
+                    _ => Kind::CException,
+                };
+                (kind, api.m_ml(arg) as usize)
+            }
+            _ => return profile_slow(frame, what, arg),
+        };
+        if let Some(cap) = CAPTURE.get().as_mut() {
+            if let Some(e) = cap.table.get(key) {
+                cap.writer.event(kind, e.id);
+                return 0;
+            }
+        }
+        profile_slow(frame, what, arg)
+    }
+}
+
+/// [`profile_cb`] for what its fast path does not cover: a function seen
+/// for the first time (interning may call into Python), a builtin of a
+/// subclass of the builtin function type.
+#[cold]
+#[inline(never)]
+unsafe fn profile_slow(frame: PyObj, what: c_int, arg: PyObj) -> c_int {
     // SAFETY: GIL held by CPython's contract for profile functions.
     let Some((api, g)) = (unsafe { recording() }) else {
         return 0;
@@ -1284,6 +1327,17 @@ pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
         }
     }
     0
+}
+
+/// A hook ran with no capture recording: in a forked child of a recording
+/// process, the first event removes the inherited hooks.
+#[cold]
+#[inline(never)]
+fn not_recording() {
+    if FORKED_DIRTY.load(Relaxed) {
+        // SAFETY: hooks run with the GIL held.
+        unsafe { forget_in_child() };
+    }
 }
 
 /// The setprofile hook of this capture.
@@ -1325,53 +1379,137 @@ unsafe fn none() -> PyObj {
 static NONE: core::sync::atomic::AtomicPtr<core::ffi::c_void> =
     core::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
+#[inline(always)]
 unsafe extern "C" fn mon_start(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: CPython calls this with the GIL held and `nargs` live args.
     unsafe {
-        if let Some((api, g)) = recording() {
-            if nargs >= 1 {
-                if let Some(id) = code_id(api, g, *args) {
-                    emit(g, Kind::Call, id);
-                }
-            }
-        }
-        none()
-    }
-}
-
-unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
-    // SAFETY: as in mon_start.
-    unsafe {
-        if let Some((api, g)) = recording() {
-            if nargs >= 1 {
-                if let Some(id) = code_id(api, g, *args) {
-                    emit(g, Kind::Return, id);
-                }
-            }
-        }
+        mon_py_event(args, nargs, Kind::Call);
         none()
     }
 }
 
 #[inline(always)]
-unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
-    // SAFETY: as in mon_start; args are (code, offset, callable, arg0).
+unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: as in mon_start.
+    unsafe {
+        mon_py_event(args, nargs, Kind::Return);
+        none()
+    }
+}
+
+/// PY_START/RESUME/THROW and PY_RETURN/YIELD/UNWIND: `args[0]` is the code
+/// object. The fast path (a known code object) reads the capture once.
+#[inline(always)]
+unsafe fn mon_py_event(args: *const PyObj, nargs: isize, kind: Kind) {
+    if !ACTIVE.load(Relaxed) {
+        return not_recording();
+    }
+    if nargs < 1 {
+        return;
+    }
+    // SAFETY: GIL held (CPython's contract for callbacks); args[0] is a
+    // live code object; no Python code runs while the capture is borrowed.
+    unsafe {
+        let code = *args;
+        if let Some(cap) = CAPTURE.get().as_mut() {
+            if let Some(e) = cap.table.get(code as usize) {
+                cap.writer.event(kind, e.id);
+                return;
+            }
+        }
+        mon_py_slow(code, kind);
+    }
+}
+
+/// A code object seen for the first time: interned (which calls into
+/// Python), then recorded if the capture still records.
+#[cold]
+#[inline(never)]
+unsafe fn mon_py_slow(code: PyObj, kind: Kind) {
+    // SAFETY: GIL held; code live (caller).
     unsafe {
         if let Some((api, g)) = recording() {
-            if nargs >= 4 {
-                let Some(missing) = capture(g)
-                    .map(|c| c.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing))
-                else {
-                    return;
-                };
-                if let Some(id) = callable_id(api, g, *args.add(2), *args.add(3), missing) {
-                    emit(g, kind, id);
-                }
+            if let Some(id) = code_id(api, g, code) {
+                emit(g, kind, id);
             }
         }
     }
 }
 
+/// CALL, C_RETURN, C_RAISE: `args` are (code, offset, callable, arg0). A
+/// Python callee (a plain function) is answered first, with one type
+/// comparison: its PY_START follows, and needs no record here. A known
+/// exact builtin function or method descriptor reads the capture once;
+/// the rest goes to [`mon_c_slow`].
+#[inline(always)]
+unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
+    if !ACTIVE.load(Relaxed) {
+        return not_recording();
+    }
+    if nargs < 4 {
+        return;
+    }
+    // SAFETY: GIL held (CPython's contract); the args are live; API is
+    // read-only while hooks run; no Python code runs while the capture is
+    // borrowed.
+    unsafe {
+        let Some(api) = API.get_ref().as_ref() else {
+            return;
+        };
+        let callable = *args.add(2);
+        let t = api.type_of(callable);
+        if t == api.function_type {
+            return;
+        }
+        let Some(cap) = CAPTURE.get().as_mut() else {
+            return;
+        };
+        if t == api.cfunction_type {
+            if let Some(e) = cap.table.get(api.m_ml(callable) as usize) {
+                cap.writer.event(kind, e.id);
+                return;
+            }
+        } else if t == api.method_descr_type {
+            let arg0 = *args.add(3);
+            if arg0 != crate::ft::missing() {
+                if let Some(e) = cap.table.get(callable as usize) {
+                    let (id, objclass) = (e.id, e.objclass);
+                    if !objclass.is_null() {
+                        let at = api.type_of(arg0);
+                        if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
+                            return;
+                        }
+                    }
+                    cap.writer.event(kind, id);
+                    return;
+                }
+            }
+        }
+        mon_c_slow(args, kind);
+    }
+}
+
+/// [`mon_c_event`] for a callable seen for the first time (labelling it
+/// may call into Python) or of a subtype.
+#[cold]
+#[inline(never)]
+unsafe fn mon_c_slow(args: *const PyObj, kind: Kind) {
+    // SAFETY: as in mon_c_event.
+    unsafe {
+        if let Some((api, g)) = recording() {
+            let Some(missing) =
+                capture(g).map(|c| c.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing))
+            else {
+                return;
+            };
+            if let Some(id) = callable_id(api, g, *args.add(2), *args.add(3), missing) {
+                emit(g, kind, id);
+            }
+        }
+    }
+}
+
+#[inline(always)]
 unsafe extern "C" fn mon_call(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {
@@ -1380,6 +1518,7 @@ unsafe extern "C" fn mon_call(_m: PyObj, args: *const PyObj, nargs: isize) -> Py
     }
 }
 
+#[inline(always)]
 unsafe extern "C" fn mon_c_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {
@@ -1388,6 +1527,7 @@ unsafe extern "C" fn mon_c_return(_m: PyObj, args: *const PyObj, nargs: isize) -
     }
 }
 
+#[inline(always)]
 unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {

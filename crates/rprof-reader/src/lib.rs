@@ -144,6 +144,8 @@ struct SegmentRead {
     buf: Vec<u64>,
     /// The owner's thread, once its Thread record was read.
     thread: Option<u64>,
+    /// The owner's delta base (`rprof_abi::compact`).
+    base: u64,
 }
 
 impl Session {
@@ -236,7 +238,9 @@ impl Session {
             seg.tail = tail;
             read += seg.buf.len() - before;
             let buf = std::mem::take(&mut seg.buf);
-            let result = self.stream.process_segment(&buf, &mut seg.thread);
+            let result = self
+                .stream
+                .process_segment(&buf, &mut seg.thread, &mut seg.base);
             seg.buf = buf;
             match result {
                 Ok(used) => {
@@ -260,6 +264,8 @@ impl Session {
                 && sh.head.load(Acquire) == seg.tail
             {
                 seg.thread = None;
+                // The next owner's events count from 0 again.
+                seg.base = 0;
                 sh.state
                     .compare_exchange(
                         rprof_abi::segment::RETIRED,
