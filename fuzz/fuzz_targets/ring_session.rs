@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
             hook: Hook::Auto,
             full_policy: FullPolicy::Wait,
             mode: Mode::Record,
+            flags: 0,
         },
     )
     .unwrap();

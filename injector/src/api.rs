@@ -18,9 +18,10 @@
 //!   and which no API exposes: located on `builtins.len` and checked on
 //!   `builtins.abs`; if it cannot be, builtins are keyed by their C function
 //!   (coarser, but stable).
-//! * `f_code` of a 3.8–3.10 frame, checked on the first frame against
-//!   `PyFrame_GetCode` or the frame's `f_code` attribute; from 3.11 on the
-//!   API is used.
+//! * `f_code` of a 3.8–3.10 frame, and on 3.11 that of the interpreter
+//!   frame it points to, checked on the first frame against
+//!   `PyFrame_GetCode` or the frame's `f_code` attribute; from 3.12 on the
+//!   API is used (and only by `--hook setprofile`).
 
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::ptr;
@@ -55,9 +56,16 @@ const PROBE_WORDS: usize = 8;
 /// Byte offset of `f_code` in a 3.8–3.10 `PyFrameObject` (after
 /// `PyObject_VAR_HEAD` and `f_back`).
 const F_CODE_OFFSET_38: usize = 32;
+/// Byte offset of `f_frame` (the `_PyInterpreterFrame *`) in a 3.11
+/// `PyFrameObject`, and of `f_code` in that `_PyInterpreterFrame` (after
+/// `f_func`, `f_globals`, `f_builtins`, `f_locals`).
+const F_FRAME_OFFSET_311: usize = 24;
+const F_CODE_IN_FRAME_311: usize = 32;
 const DIRECT_UNKNOWN: u8 = 0;
 const DIRECT_YES: u8 = 1;
 const DIRECT_NO: u8 = 2;
+/// 3.11: `f_code` read through `f_frame`.
+const DIRECT_311: u8 = 3;
 
 macro_rules! api {
     (required { $( $field:ident : $name:literal => fn($($arg:ty),*) $(-> $ret:ty)? ;)* }
@@ -181,6 +189,10 @@ api! {
         thread_get_id: "PyThreadState_GetID" => fn(PyObj) -> u64;
         // Exported only by free-threaded builds (Py_GIL_DISABLED).
         dec_ref_shared: "_Py_DecRefShared" => fn(PyObj);
+        // The monitoring callbacks' own type (see `callback`).
+        type_from_spec: "PyType_FromSpec" => fn(*mut crate::callback::PyTypeSpec) -> PyObj;
+        type_generic_alloc: "PyType_GenericAlloc" => fn(PyObj, isize) -> PyObj;
+        vectorcall_call: "PyVectorcall_Call" => fn(PyObj, PyObj, PyObj) -> PyObj;
     }
     data {
         none: "_Py_NoneStruct";
@@ -226,6 +238,12 @@ impl Api {
         self.dec_ref_shared.is_some()
     }
 
+    /// The word of the object header that holds `ob_type` (the header
+    /// ends right after it).
+    pub fn ob_type_words(&self) -> usize {
+        self.layout.ob_type_words
+    }
+
     /// True from 3.12 on.
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         self.version >= (major, minor, 0)
@@ -263,28 +281,52 @@ impl Api {
     pub unsafe fn frame_code(&self, frame: PyObj) -> PyObj {
         // SAFETY: frame is a live frame object (caller).
         let direct = || unsafe { *(frame.cast::<u8>().add(F_CODE_OFFSET_38) as *const PyObj) };
+        // SAFETY: on 3.11 (checked once below), the frame of a running
+        // function (the only kind a profile function is given) points to
+        // its live interpreter frame, whose f_code is at this offset.
+        let direct_311 = || unsafe {
+            let f = *(frame.cast::<u8>().add(F_FRAME_OFFSET_311) as *const *const u8);
+            if f.is_null() {
+                return ptr::null_mut();
+            }
+            *(f.add(F_CODE_IN_FRAME_311) as *const PyObj)
+        };
         match self.f_code_direct.load(Relaxed) {
             DIRECT_YES => return direct(),
+            DIRECT_311 => {
+                let code = direct_311();
+                if !code.is_null() {
+                    return code;
+                }
+            }
             DIRECT_UNKNOWN => {
-                // 3.8–3.10 frames have f_code at a fixed offset; reading it
-                // saves two calls per event. Check once against the API.
-                let ok = match self.frame_get_code {
-                    Some(get) if self.version < (3, 11, 0) => {
+                // 3.8–3.10 frames have f_code at a fixed offset, 3.11 ones
+                // one pointer away; reading it saves two calls per event.
+                // Check once against the API.
+                let found = match self.frame_get_code {
+                    Some(get) if self.version < (3, 12, 0) => {
                         // SAFETY: as below.
                         let code = unsafe { get(frame) };
                         // SAFETY: we own the reference PyFrame_GetCode gave.
                         unsafe { (self.py_decref)(code) };
-                        code == direct()
+                        if self.version < (3, 11, 0) && code == direct() {
+                            DIRECT_YES
+                        } else if self.version >= (3, 11, 0) && code == direct_311() {
+                            DIRECT_311
+                        } else {
+                            DIRECT_NO
+                        }
                     }
                     // 3.8: no PyFrame_GetCode; the attribute tells.
                     // SAFETY: frame live, GIL held (caller).
-                    None => (unsafe { self.frame_code_attr(frame) }) == direct(),
-                    Some(_) => false,
+                    None if (unsafe { self.frame_code_attr(frame) }) == direct() => DIRECT_YES,
+                    _ => DIRECT_NO,
                 };
-                self.f_code_direct
-                    .store(if ok { DIRECT_YES } else { DIRECT_NO }, Relaxed);
-                if ok {
-                    return direct();
+                self.f_code_direct.store(found, Relaxed);
+                match found {
+                    DIRECT_YES => return direct(),
+                    DIRECT_311 => return direct_311(),
+                    _ => {}
                 }
             }
             _ => {}

@@ -38,7 +38,7 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64};
 use rprof_abi::segment::{SegmentHeader, FREE, OWNED, RETIRED, SEGMENT_HEADER_BYTES};
 use rprof_abi::{
-    record_words, state, string_words, Clock, FullPolicy, Header, Kind, RecordHeader,
+    compact, record_words, state, string_words, Clock, FullPolicy, Header, Kind, RecordHeader,
     READER_TIMEOUT_NS,
 };
 use std::sync::Mutex;
@@ -142,6 +142,12 @@ fn own(o: PyObj) {
     }
 }
 
+/// `sys.monitoring.MISSING` (NULL before the monitoring hook is installed).
+#[inline(always)]
+pub(crate) fn missing() -> PyObj {
+    MISSING.load(Relaxed)
+}
+
 /// Records `sys.monitoring.MISSING` for the call callbacks.
 pub fn set_missing(m: PyObj) {
     MISSING.store(m, Release);
@@ -160,6 +166,8 @@ struct Segment {
     policy: FullPolicy,
     pending_lost: u64,
     abandoned: bool,
+    /// Timestamp of this owner's last event: the base of the next delta.
+    last_ts: u64,
 }
 
 impl Segment {
@@ -199,6 +207,7 @@ impl Segment {
                 policy,
                 pending_lost: 0,
                 abandoned: false,
+                last_ts: 0,
             };
             // A new owner starts by naming itself.
             if !seg.write_record(Kind::Thread, 0, &[current_tid()], &[]) {
@@ -226,24 +235,34 @@ impl Segment {
             .saturating_sub(self.head.wrapping_sub(self.cached_tail))
     }
 
-    /// Writes one two-word event and publishes it.
+    /// Writes one event and publishes it: one word with the time since
+    /// this segment's previous event, or a two-word record with the full
+    /// timestamp when that does not fit (see `rprof_abi::compact`).
     #[inline(always)]
     fn event(&mut self, kind: Kind, id: u32) {
         if self.pending_lost != 0 {
             self.flush_lost();
         }
         let ts = timestamp(self.clock);
-        if self.free() < 2 && !self.reserve_slow(2, true) {
-            return;
+        match compact::encode_known_id(kind, id, ts.wrapping_sub(self.last_ts)) {
+            Some(w) => {
+                if self.free() < 1 && !self.reserve_slow(1, true) {
+                    return;
+                }
+                let slot = (self.head & self.mask) as usize;
+                // SAFETY: a word is free at `slot`, which is masked below
+                // the capacity.
+                unsafe { *self.data.add(slot) = w };
+                self.publish(1);
+            }
+            None => {
+                if !self.write_record(kind, id, &[ts], &[]) {
+                    self.lose_one();
+                    return;
+                }
+            }
         }
-        let slot = (self.head & self.mask) as usize;
-        // SAFETY: two words are free at an even slot (every record is an
-        // even number of words, the capacity is even), so slot + 1 < cap.
-        unsafe {
-            *self.data.add(slot) = RecordHeader::new(kind, 2, id).0;
-            *self.data.add(slot + 1) = ts;
-        }
-        self.publish(2);
+        self.last_ts = ts;
     }
 
     #[inline(always)]
@@ -375,7 +394,9 @@ impl Segment {
         }
         let n = self.pending_lost;
         self.pending_lost = 0;
-        self.write_record(Kind::Lost, 0, &[n], &[]);
+        if !self.write_record(Kind::Lost, 0, &[n], &[]) {
+            self.pending_lost = n;
+        }
     }
 
     /// Gives the segment back (the thread ends).
@@ -591,7 +612,8 @@ impl Local {
     fn define(&mut self, kind: Kind, id: u32, words: &[u64], strings: &[&[u8]]) -> bool {
         let written = self.write(|l| {
             l.seg.as_mut().is_some_and(|s| {
-                let ok = s.write_record(kind, id, words, strings);
+                // Events carry ids below MAX_ID (the reader refuses others).
+                let ok = id < compact::MAX_ID && s.write_record(kind, id, words, strings);
                 if !ok {
                     s.lose_one();
                 }
@@ -767,7 +789,16 @@ fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
 ///
 /// # Safety
 /// Called by CPython on an attached thread with live `frame`/`arg`.
-pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg: PyObj) -> c_int {
+pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
+    _obj: PyObj,
+    frame: PyObj,
+    what: c_int,
+    arg: PyObj,
+) -> c_int {
+    // builtins=False: C events are ignored before anything else.
+    if !BUILTINS && what >= api::PY_TRACE_C_CALL {
+        return 0;
+    }
     with_local(|api, l| {
         // SAFETY: CPython passes a live frame, and for C events a live
         // callable.
@@ -853,6 +884,17 @@ unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) ->
     mon_c_event(args, nargs, Kind::CException);
     none()
 }
+
+crate::callback::vectorcall!(vc_start => mon_start);
+crate::callback::vectorcall!(vc_return => mon_return);
+crate::callback::vectorcall!(vc_call => mon_call);
+crate::callback::vectorcall!(vc_c_return => mon_c_return);
+crate::callback::vectorcall!(vc_c_raise => mon_c_raise);
+
+/// The monitoring callbacks as vectorcall functions, in `hooks::Callback`
+/// order.
+pub const VECTORCALLS: [crate::callback::Vectorcall; 5] =
+    [vc_start, vc_return, vc_call, vc_c_return, vc_c_raise];
 
 struct Defs([PyMethodDef; 5]);
 // SAFETY: immutable after construction; CPython only reads them.

@@ -87,6 +87,10 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static FORKED_DIRTY: AtomicBool = AtomicBool::new(false);
 /// The capture installs do-nothing callbacks ([`rprof_abi::Mode::Floor`]).
 static FLOOR: AtomicBool = AtomicBool::new(false);
+/// The capture leaves builtins out ([`rprof_abi::flags::NO_BUILTINS`]):
+/// no C event is registered (monitoring), or the setprofile hook that
+/// ignores them first thing is installed.
+pub(crate) static NO_BUILTINS: AtomicBool = AtomicBool::new(false);
 
 /// Events of a `sys.monitoring` tool, by the names of `sys.monitoring.events`.
 const MONITORED: [(&CStr, Callback); 9] = [
@@ -101,7 +105,7 @@ const MONITORED: [(&CStr, Callback); 9] = [
     (c"C_RAISE", Callback::CRaise),
 ];
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Callback {
     Start = 0,
     Return = 1,
@@ -167,6 +171,9 @@ struct Monitoring {
     missing: PyObj,
     events: Vec<PyObj>,
     callbacks: Vec<PyObj>,
+    /// The callbacks' own type (see [`crate::callback`]), or NULL when
+    /// they are `PyCFunction`s.
+    callback_type: PyObj,
 }
 
 struct SetProfile {
@@ -246,6 +253,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     h.threads_hooked.store(threads, Relaxed);
     FLOOR.store(
         writer.header().mode == rprof_abi::Mode::Floor as u32,
+        Relaxed,
+    );
+    NO_BUILTINS.store(
+        writer.header().flags & rprof_abi::flags::NO_BUILTINS != 0,
         Relaxed,
     );
     NONE.store(api.none, Relaxed);
@@ -836,9 +847,11 @@ unsafe extern "C" fn probe_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: Py
 
 /// Whether `func` is one of the shim's own setprofile hooks.
 fn is_ours(func: usize) -> bool {
-    func == profile_cb as *const () as usize
+    func == profile_cb::<true> as *const () as usize
+        || func == profile_cb::<false> as *const () as usize
         || func == floor_cb as *const () as usize
-        || func == crate::ft::profile_cb as *const () as usize
+        || func == crate::ft::profile_cb::<true> as *const () as usize
+        || func == crate::ft::profile_cb::<false> as *const () as usize
 }
 
 /// Takes the shim's hook off every thread that still has it, putting back
@@ -944,6 +957,7 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             missing: ptr::null_mut(),
             events: Vec::new(),
             callbacks: Vec::new(),
+            callback_type: ptr::null_mut(),
         });
         mon.missing = (api.getattr_string)(module, c"MISSING".as_ptr());
         crate::ft::set_missing(mon.missing);
@@ -980,18 +994,32 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             (api.err_clear)();
             return Err("sys.monitoring.events is missing");
         }
+        // Objects with their own vectorcall slot where the interpreter
+        // lets us build them (every 3.12+ does), PyCFunctions otherwise.
+        let vectorcalls = if FLOOR.load(Relaxed) {
+            [vc_floor as crate::callback::Vectorcall; 5]
+        } else if crate::ft::ENABLED.load(Relaxed) {
+            crate::ft::VECTORCALLS
+        } else {
+            VECTORCALLS
+        };
         let mut callbacks = [ptr::null_mut(); 5];
-        for (i, cb) in callbacks.iter_mut().enumerate() {
-            let d = if FLOOR.load(Relaxed) {
-                def_ptr(FLOOR_DEF)
-            } else if crate::ft::ENABLED.load(Relaxed) {
-                crate::ft::def_ptr(i)
-            } else {
-                def_ptr(i)
-            };
-            *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
-            if cb.is_null() {
-                (api.err_clear)();
+        if let Some((ty, objs)) = crate::callback::new_callbacks(api, &vectorcalls) {
+            mon.callback_type = ty;
+            callbacks.copy_from_slice(&objs);
+        } else {
+            for (i, cb) in callbacks.iter_mut().enumerate() {
+                let d = if FLOOR.load(Relaxed) {
+                    def_ptr(FLOOR_DEF)
+                } else if crate::ft::ENABLED.load(Relaxed) {
+                    crate::ft::def_ptr(i)
+                } else {
+                    def_ptr(i)
+                };
+                *cb = (api.cfunction_new_ex)(d, ptr::null_mut(), ptr::null_mut());
+                if cb.is_null() {
+                    (api.err_clear)();
+                }
             }
         }
         mon.callbacks = callbacks.iter().copied().filter(|c| !c.is_null()).collect();
@@ -999,9 +1027,16 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             (api.py_decref)(events);
             return Err("cannot create the monitoring callbacks");
         }
+        let no_builtins = NO_BUILTINS.load(Relaxed);
         let mut mask: c_long = 0;
         let mut failed = None;
         for (ev_name, which) in MONITORED {
+            // builtins=False: the C events are not even asked for, so call
+            // sites keep their specialisation.
+            if no_builtins && matches!(which, Callback::Call | Callback::CReturn | Callback::CRaise)
+            {
+                continue;
+            }
             let Some(bit) = api.attr_long(events, ev_name) else {
                 failed = Some("a sys.monitoring event is missing");
                 break;
@@ -1070,6 +1105,9 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
             for o in mon.events.iter().chain(&mon.callbacks) {
                 (api.py_decref)(*o);
             }
+            if !mon.callback_type.is_null() {
+                (api.py_decref)(mon.callback_type);
+            }
             if !mon.missing.is_null() {
                 (api.py_decref)(mon.missing);
             }
@@ -1081,10 +1119,8 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
 impl Capture {
     #[inline(always)]
     fn emit(&mut self, kind: Kind, id: u32) {
+        // A writer that gives up clears ACTIVE itself (Writer::abandon).
         self.writer.event(kind, id);
-        if self.writer.is_abandoned() {
-            ACTIVE.store(false, Release);
-        }
     }
 
     /// The id of `key` if it is known (no Python call).
@@ -1312,11 +1348,65 @@ unsafe fn recording() -> Option<(&'static Api, u64)> {
     Some((api, generation))
 }
 
-/// The setprofile hook (`Py_tracefunc`).
+/// The setprofile hook (`Py_tracefunc`). The fast path (a function
+/// already interned, an exact builtin function) reads the capture once and
+/// calls nothing; everything else goes through [`profile_slow`].
 ///
 /// # Safety
 /// Called by CPython with the GIL held and live `frame`/`arg`.
-pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg: PyObj) -> c_int {
+pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
+    _obj: PyObj,
+    frame: PyObj,
+    what: c_int,
+    arg: PyObj,
+) -> c_int {
+    // builtins=False: C events are ignored before anything else.
+    if !BUILTINS && what >= api::PY_TRACE_C_CALL {
+        return 0;
+    }
+    if !ACTIVE.load(Relaxed) {
+        not_recording();
+        return 0;
+    }
+    // SAFETY: GIL held by CPython's contract for profile functions; API is
+    // only written by start() before any hook is installed; CPython passes
+    // a live frame, and for C events a live callable. No Python code runs
+    // while the capture is borrowed.
+    unsafe {
+        let Some(api) = API.get_ref().as_ref() else {
+            return 0;
+        };
+        let (kind, key) = match what {
+            api::PY_TRACE_CALL => (Kind::Call, api.frame_code(frame) as usize),
+            api::PY_TRACE_RETURN => (Kind::Return, api.frame_code(frame) as usize),
+            api::PY_TRACE_C_CALL | api::PY_TRACE_C_RETURN | api::PY_TRACE_C_EXCEPTION
+                if api.type_of(arg) == api.cfunction_type =>
+            {
+                let kind = match what {
+                    api::PY_TRACE_C_CALL => Kind::CCall,
+                    api::PY_TRACE_C_RETURN => Kind::CReturn,
+                    _ => Kind::CException,
+                };
+                (kind, api.m_ml(arg) as usize)
+            }
+            _ => return profile_slow(frame, what, arg),
+        };
+        if let Some(cap) = CAPTURE.get().as_mut() {
+            if let Some(e) = cap.table.get(key) {
+                cap.writer.event(kind, e.id);
+                return 0;
+            }
+        }
+        profile_slow(frame, what, arg)
+    }
+}
+
+/// [`profile_cb`] for what its fast path does not cover: a function seen
+/// for the first time (interning may call into Python), a builtin of a
+/// subclass of the builtin function type.
+#[cold]
+#[inline(never)]
+unsafe fn profile_slow(frame: PyObj, what: c_int, arg: PyObj) -> c_int {
     // SAFETY: GIL held by CPython's contract for profile functions.
     let Some((api, g)) = (unsafe { recording() }) else {
         return 0;
@@ -1342,14 +1432,30 @@ pub unsafe extern "C" fn profile_cb(_obj: PyObj, frame: PyObj, what: c_int, arg:
     0
 }
 
+/// A hook ran with no capture recording: in a forked child of a recording
+/// process, the first event removes the inherited hooks.
+#[cold]
+#[inline(never)]
+fn not_recording() {
+    if FORKED_DIRTY.load(Relaxed) {
+        // SAFETY: hooks run with the GIL held.
+        unsafe { forget_in_child() };
+    }
+}
+
 /// The setprofile hook of this capture.
 fn native_hook() -> api::TraceFunc {
-    if FLOOR.load(Relaxed) {
-        floor_cb
-    } else if crate::ft::ENABLED.load(Relaxed) {
-        crate::ft::profile_cb
-    } else {
-        profile_cb
+    let builtins = !NO_BUILTINS.load(Relaxed);
+    match (
+        FLOOR.load(Relaxed),
+        crate::ft::ENABLED.load(Relaxed),
+        builtins,
+    ) {
+        (true, _, _) => floor_cb,
+        (_, true, true) => crate::ft::profile_cb::<true>,
+        (_, true, false) => crate::ft::profile_cb::<false>,
+        (_, false, true) => profile_cb::<true>,
+        (_, false, false) => profile_cb::<false>,
     }
 }
 
@@ -1376,53 +1482,137 @@ unsafe fn none() -> PyObj {
 static NONE: core::sync::atomic::AtomicPtr<core::ffi::c_void> =
     core::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
+#[inline(always)]
 unsafe extern "C" fn mon_start(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: CPython calls this with the GIL held and `nargs` live args.
     unsafe {
-        if let Some((api, g)) = recording() {
-            if nargs >= 1 {
-                if let Some(id) = code_id(api, g, *args) {
-                    emit(g, Kind::Call, id);
-                }
-            }
-        }
-        none()
-    }
-}
-
-unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
-    // SAFETY: as in mon_start.
-    unsafe {
-        if let Some((api, g)) = recording() {
-            if nargs >= 1 {
-                if let Some(id) = code_id(api, g, *args) {
-                    emit(g, Kind::Return, id);
-                }
-            }
-        }
+        mon_py_event(args, nargs, Kind::Call);
         none()
     }
 }
 
 #[inline(always)]
-unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
-    // SAFETY: as in mon_start; args are (code, offset, callable, arg0).
+unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: as in mon_start.
+    unsafe {
+        mon_py_event(args, nargs, Kind::Return);
+        none()
+    }
+}
+
+/// PY_START/RESUME/THROW and PY_RETURN/YIELD/UNWIND: `args[0]` is the code
+/// object. The fast path (a known code object) reads the capture once.
+#[inline(always)]
+unsafe fn mon_py_event(args: *const PyObj, nargs: isize, kind: Kind) {
+    if !ACTIVE.load(Relaxed) {
+        return not_recording();
+    }
+    if nargs < 1 {
+        return;
+    }
+    // SAFETY: GIL held (CPython's contract for callbacks); args[0] is a
+    // live code object; no Python code runs while the capture is borrowed.
+    unsafe {
+        let code = *args;
+        if let Some(cap) = CAPTURE.get().as_mut() {
+            if let Some(e) = cap.table.get(code as usize) {
+                cap.writer.event(kind, e.id);
+                return;
+            }
+        }
+        mon_py_slow(code, kind);
+    }
+}
+
+/// A code object seen for the first time: interned (which calls into
+/// Python), then recorded if the capture still records.
+#[cold]
+#[inline(never)]
+unsafe fn mon_py_slow(code: PyObj, kind: Kind) {
+    // SAFETY: GIL held; code live (caller).
     unsafe {
         if let Some((api, g)) = recording() {
-            if nargs >= 4 {
-                let Some(missing) = capture(g)
-                    .map(|c| c.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing))
-                else {
-                    return;
-                };
-                if let Some(id) = callable_id(api, g, *args.add(2), *args.add(3), missing) {
-                    emit(g, kind, id);
-                }
+            if let Some(id) = code_id(api, g, code) {
+                emit(g, kind, id);
             }
         }
     }
 }
 
+/// CALL, C_RETURN, C_RAISE: `args` are (code, offset, callable, arg0). A
+/// Python callee (a plain function) is answered first, with one type
+/// comparison: its PY_START follows, and needs no record here. A known
+/// exact builtin function or method descriptor reads the capture once;
+/// the rest goes to [`mon_c_slow`].
+#[inline(always)]
+unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
+    if !ACTIVE.load(Relaxed) {
+        return not_recording();
+    }
+    if nargs < 4 {
+        return;
+    }
+    // SAFETY: GIL held (CPython's contract); the args are live; API is
+    // read-only while hooks run; no Python code runs while the capture is
+    // borrowed.
+    unsafe {
+        let Some(api) = API.get_ref().as_ref() else {
+            return;
+        };
+        let callable = *args.add(2);
+        let t = api.type_of(callable);
+        if t == api.function_type {
+            return;
+        }
+        let Some(cap) = CAPTURE.get().as_mut() else {
+            return;
+        };
+        if t == api.cfunction_type {
+            if let Some(e) = cap.table.get(api.m_ml(callable) as usize) {
+                cap.writer.event(kind, e.id);
+                return;
+            }
+        } else if t == api.method_descr_type {
+            let arg0 = *args.add(3);
+            if arg0 != crate::ft::missing() {
+                if let Some(e) = cap.table.get(callable as usize) {
+                    let (id, objclass) = (e.id, e.objclass);
+                    if !objclass.is_null() {
+                        let at = api.type_of(arg0);
+                        if at != objclass && (api.type_is_subtype)(at, objclass) == 0 {
+                            return;
+                        }
+                    }
+                    cap.writer.event(kind, id);
+                    return;
+                }
+            }
+        }
+        mon_c_slow(args, kind);
+    }
+}
+
+/// [`mon_c_event`] for a callable seen for the first time (labelling it
+/// may call into Python) or of a subtype.
+#[cold]
+#[inline(never)]
+unsafe fn mon_c_slow(args: *const PyObj, kind: Kind) {
+    // SAFETY: as in mon_c_event.
+    unsafe {
+        if let Some((api, g)) = recording() {
+            let Some(missing) =
+                capture(g).map(|c| c.monitoring.as_ref().map_or(ptr::null_mut(), |m| m.missing))
+            else {
+                return;
+            };
+            if let Some(id) = callable_id(api, g, *args.add(2), *args.add(3), missing) {
+                emit(g, kind, id);
+            }
+        }
+    }
+}
+
+#[inline(always)]
 unsafe extern "C" fn mon_call(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {
@@ -1431,6 +1621,7 @@ unsafe extern "C" fn mon_call(_m: PyObj, args: *const PyObj, nargs: isize) -> Py
     }
 }
 
+#[inline(always)]
 unsafe extern "C" fn mon_c_return(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {
@@ -1439,6 +1630,7 @@ unsafe extern "C" fn mon_c_return(_m: PyObj, args: *const PyObj, nargs: isize) -
     }
 }
 
+#[inline(always)]
 unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
     // SAFETY: as in mon_start.
     unsafe {
@@ -1446,6 +1638,17 @@ unsafe extern "C" fn mon_c_raise(_m: PyObj, args: *const PyObj, nargs: isize) ->
         none()
     }
 }
+
+crate::callback::vectorcall!(vc_start => mon_start);
+crate::callback::vectorcall!(vc_return => mon_return);
+crate::callback::vectorcall!(vc_call => mon_call);
+crate::callback::vectorcall!(vc_c_return => mon_c_return);
+crate::callback::vectorcall!(vc_c_raise => mon_c_raise);
+crate::callback::vectorcall!(vc_floor => mon_floor);
+
+/// The monitoring callbacks as vectorcall functions, in [`Callback`] order.
+const VECTORCALLS: [crate::callback::Vectorcall; 5] =
+    [vc_start, vc_return, vc_call, vc_c_return, vc_c_raise];
 
 /// Installed as `threading`'s profile hook: runs as a Python-level profile
 /// function on the first event of each new thread, swaps itself for the

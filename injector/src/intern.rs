@@ -63,7 +63,9 @@ impl Table {
         let mask = self.slots.len() - 1;
         let mut i = hash(key, mask);
         loop {
-            let e = &self.slots[i];
+            // SAFETY: `i` is masked by `len - 1` and the length is a power
+            // of two, so it is in bounds.
+            let e = unsafe { self.slots.get_unchecked(i) };
             if e.key == key {
                 return Some(e);
             }

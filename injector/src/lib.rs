@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod callback;
 pub mod follow;
 pub mod ft;
 pub mod hooks;

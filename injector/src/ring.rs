@@ -1,10 +1,11 @@
 //! The producer side of the shared-memory ring (layout in `rprof-abi`).
 //!
 //! Every method runs with the GIL held, which is what makes the shim a
-//! single producer. The fast path for an event is: read the clock, compare
-//! the thread, check the cached free space, write two words, publish
-//! `head`. Waiting for the reader, padding at the end of the area and
-//! definitions are out of line.
+//! single producer. The fast path for an event is: read the clock, read
+//! the thread pointer (one instruction, no call), one comparison that
+//! covers "same thread, nothing lost, room left", write two words, note
+//! the new `head`. The thread switch, a Lost record owed, waiting for the
+//! reader, padding at the end of the area and definitions are out of line.
 //!
 //! **When the ring is full.** With `--on-full drop` nothing ever waits: an
 //! event that does not fit is counted as lost, and so is an event whose
@@ -21,8 +22,8 @@ use core::ptr;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicPtr, AtomicU64};
 use rprof_abi::{
-    command, record_words, state, string_words, Clock, FullPolicy, Header, Kind, RecordHeader,
-    HEADER_BYTES, MAX_STRING_BYTES, MAX_WAIT_NS, READER_TIMEOUT_NS,
+    command, compact, record_words, state, string_words, Clock, FullPolicy, Header, Kind,
+    RecordHeader, HEADER_BYTES, MAX_STRING_BYTES, MAX_WAIT_NS, READER_TIMEOUT_NS,
 };
 use std::cell::Cell;
 
@@ -43,6 +44,29 @@ pub(crate) fn current_tid() -> u64 {
         t.set(v);
         v
     })
+}
+
+/// An identity of the calling thread that no other live thread shares:
+/// the thread pointer, read from `%fs:0` where the x86_64 TCB keeps its
+/// own address (glibc and musl alike). One instruction, where
+/// `pthread_self()` is a call through the PLT.
+#[inline(always)]
+pub(crate) fn thread_pointer() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: u64;
+        // SAFETY: reads the first word of the thread control block, which
+        // the x86_64 TLS ABI guarantees to hold the TCB's own address.
+        unsafe {
+            core::arch::asm!("mov {}, fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+        };
+        tp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: pthread_self has no preconditions.
+        unsafe { libc::pthread_self() as u64 }
+    }
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds.
@@ -90,10 +114,17 @@ pub struct Writer {
     mask: u64,
     head: u64,
     cached_tail: u64,
+    /// `head` may grow up to this before the reader must be asked for
+    /// room: `cached_tail + cap`, or 0 (which stops the fast path) while a
+    /// Lost record is owed or the capture is abandoned.
+    limit: u64,
     clock: Clock,
     policy: FullPolicy,
-    /// `pthread_self()` of the thread the last events belong to.
+    /// [`thread_pointer`] of the thread the last events belong to.
     last_thread: u64,
+    /// Timestamp of the last event written: the base of the next one's
+    /// delta (see [`rprof_abi::compact`]).
+    last_ts: u64,
     /// `head` as last published to the reader.
     published: u64,
     pending_lost: u64,
@@ -163,6 +194,7 @@ impl Writer {
         let head = h.head.load(Relaxed);
         WRITTEN.store(head, Release);
         HEADER.store(header, Release);
+        let tail = h.tail.load(Acquire);
         Ok(Writer {
             header,
             // SAFETY: validate() checked the data area lies inside the map.
@@ -171,10 +203,12 @@ impl Writer {
             cap,
             mask: cap - 1,
             head,
-            cached_tail: h.tail.load(Acquire),
+            cached_tail: tail,
+            limit: tail.wrapping_add(cap),
             clock,
             policy,
             last_thread: 0,
+            last_ts: 0,
             published: head,
             pending_lost: 0,
             abandoned: false,
@@ -228,32 +262,74 @@ impl Writer {
     /// the current time.
     #[inline(always)]
     pub fn event(&mut self, kind: Kind, id: u32) {
+        let ts = timestamp(self.clock);
+        let me = thread_pointer();
+        let word = compact::encode_known_id(kind, id, ts.wrapping_sub(self.last_ts));
+        match word {
+            Some(w) if me == self.last_thread && self.head < self.limit => {
+                self.last_ts = ts;
+                self.put(w);
+            }
+            _ => self.event_slow(kind, id, ts, me, word),
+        }
+    }
+
+    /// Writes a one-word event at `head`, room being there.
+    #[inline(always)]
+    fn put(&mut self, word: u64) {
+        let slot = self.head & self.mask;
+        // SAFETY: the caller checked that a word is free at `slot` (which
+        // is below the capacity, being masked).
+        unsafe { *self.data.add(slot as usize) = word };
+        self.publish(1);
+    }
+
+    /// An event off the fast path: a Lost record owed, another thread, or
+    /// no room known.
+    #[cold]
+    #[inline(never)]
+    fn event_slow(&mut self, kind: Kind, id: u32, ts: u64, me: u64, word: Option<u64>) {
+        if self.abandoned {
+            return;
+        }
         if self.pending_lost != 0 {
             self.flush_lost();
         }
-        let ts = timestamp(self.clock);
-        // pthread_self() is one load from the thread pointer; the kernel's
-        // thread id is only looked up when the thread changes.
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() } as u64;
+        // The kernel's thread id is only looked up when the thread changes.
         if me != self.last_thread && !self.thread_switch(me) {
             // Without its thread switch the event would be charged to
             // another thread: drop it.
             self.lose();
             return;
         }
-        if !self.reserve(2) {
-            return;
+        match word {
+            Some(w) => {
+                if !self.reserve(1) {
+                    return;
+                }
+                self.put(w);
+            }
+            // Too far from the previous event (or an id too large for one
+            // word): the full timestamp, which is the next event's base.
+            None => {
+                if !self.write_record(kind, id, &[ts], &[], self.policy) {
+                    self.lose();
+                    return;
+                }
+            }
         }
-        let slot = self.head & self.mask;
-        // SAFETY: reserve() guaranteed two free words at `slot`, and since
-        // every record is an even number of words and the capacity is even,
-        // slot + 1 < cap.
-        unsafe {
-            *self.data.add(slot as usize) = RecordHeader::new(kind, 2, id).0;
-            *self.data.add(slot as usize + 1) = ts;
-        }
-        self.publish(2);
+        self.last_ts = ts;
+    }
+
+    /// Takes the reader's `tail` as the new bound on `head`.
+    #[inline(always)]
+    fn set_tail(&mut self, tail: u64) {
+        self.cached_tail = tail;
+        self.limit = if self.pending_lost != 0 || self.abandoned {
+            0
+        } else {
+            tail.wrapping_add(self.cap)
+        };
     }
 
     #[cold]
@@ -272,6 +348,7 @@ impl Writer {
             return;
         }
         self.pending_lost += 1;
+        self.limit = 0;
         self.header().dropped.fetch_add(1, Relaxed);
     }
 
@@ -290,6 +367,11 @@ impl Writer {
     /// not use the id (it is defined again on the function's next event).
     #[cold]
     pub fn def_python(&mut self, id: u32, file: &[u8], line: u64, name: &[u8]) -> bool {
+        if id >= compact::MAX_ID {
+            // Events carry ids below MAX_ID (the reader refuses others).
+            self.lose();
+            return false;
+        }
         let file = clip(file);
         let name = clip(name);
         let lens = file.len() as u64 | ((name.len() as u64) << 32);
@@ -322,6 +404,10 @@ impl Writer {
     /// Defines a builtin id; see [`def_python`](Self::def_python).
     #[cold]
     pub fn def_builtin(&mut self, id: u32, label: &[u8]) -> bool {
+        if id >= compact::MAX_ID {
+            self.lose();
+            return false;
+        }
         let label = clip(label);
         let ok = self.write_record(
             Kind::DefBuiltin,
@@ -409,7 +495,7 @@ impl Writer {
         if self.abandoned {
             return false;
         }
-        self.cached_tail = self.header().tail.load(Acquire);
+        self.set_tail(self.header().tail.load(Acquire));
         if self.free() >= words {
             return true;
         }
@@ -429,7 +515,7 @@ impl Writer {
         if self.abandoned || words > self.cap {
             return false;
         }
-        self.cached_tail = self.header().tail.load(Acquire);
+        self.set_tail(self.header().tail.load(Acquire));
         if self.free() >= words {
             return true;
         }
@@ -443,19 +529,12 @@ impl Writer {
     /// that got through. Only called when `pending_lost > 0`.
     #[cold]
     fn flush_lost(&mut self) {
-        self.cached_tail = self.header().tail.load(Acquire);
-        if self.free() < 2 {
-            return;
+        let n = core::mem::take(&mut self.pending_lost);
+        // Never waits: the Lost record is written when there is room.
+        if !self.write_record(Kind::Lost, 0, &[n], &[], FullPolicy::Drop) {
+            self.pending_lost = n;
         }
-        let slot = self.head & self.mask;
-        // SAFETY: two words are free at an even slot, and slot + 2 <= cap
-        // because every record is an even number of words.
-        unsafe {
-            *self.data.add(slot as usize) = RecordHeader::new(Kind::Lost, 2, 0).0;
-            *self.data.add(slot as usize + 1) = self.pending_lost;
-        }
-        self.publish(2);
-        self.pending_lost = 0;
+        self.set_tail(self.cached_tail);
     }
 
     /// Waits until `need` words are free, for at most [`MAX_WAIT_NS`] of
@@ -471,7 +550,7 @@ impl Writer {
         let mut beat_at = start;
         let mut spins = 0u32;
         loop {
-            self.cached_tail = self.header().tail.load(Acquire);
+            self.set_tail(self.header().tail.load(Acquire));
             let now = monotonic_ns();
             if self.free() >= need {
                 let h = self.header();
@@ -511,6 +590,10 @@ impl Writer {
     /// Stops writing for good because the reader is gone.
     pub fn abandon(&mut self) {
         self.abandoned = true;
+        self.limit = 0;
+        // No callback records any more (it would only find the writer
+        // refusing).
+        crate::hooks::ACTIVE.store(false, Release);
         self.header().shim_state.store(state::ABANDONED, Release);
     }
 

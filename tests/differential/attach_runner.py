@@ -2,6 +2,7 @@
 
     python attach_runner.py attach SCRIPT [ARGS]
     python attach_runner.py cprofile OUT.prof SCRIPT [ARGS]
+    python attach_runner.py --kw=builtins=False cprofile OUT.prof SCRIPT [ARGS]
 
 Both modes prepare the script exactly as ``python -m cProfile`` does
 (sys.argv, sys.path[0], compiled code, fresh globals), then:
@@ -16,13 +17,21 @@ Both modes prepare the script exactly as ``python -m cProfile`` does
   call with no caller: ``compare.py --harness-call``).
 * ``cprofile``: the same, with ``cProfile.Profile().enable()`` where the
   first read returns and ``disable()`` where the second read starts, and
-  the result dumped to OUT.prof. This is the reference.
+  the result dumped to OUT.prof. This is the reference. ``--kw=NAME=BOOL``
+  (``builtins`` or ``subcalls``) is passed to ``Profile()``: the reference
+  for rprof's ``--no-builtins`` and ``--no-subcalls`` (also given to
+  ``enable()``: from 3.14 on, its own defaults of True would undo them;
+  see cprofile_with.py).
 """
 import os
 import sys
 
 
 def main():
+    kw = {}
+    if sys.argv[1].startswith("--kw="):
+        name, value = sys.argv.pop(1)[len("--kw="):].split("=")
+        kw[name] = value == "True"
     mode = sys.argv[1]
     rest = sys.argv[2:]
     out = None
@@ -55,8 +64,8 @@ def main():
             from profiling.tracing import Profile
         else:
             from cProfile import Profile
-        pr = Profile()
-        pr.enable()
+        pr = Profile(**kw)
+        pr.enable(**kw)
         try:
             exec(code, globs)
         except SystemExit:

@@ -274,7 +274,7 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
     let runner = util::root().join("tests/differential/attach_runner.py");
     let ours = dir.join("rprof-attached.prof");
     let capture = std::panic::catch_unwind(|| {
-        capture_attached(py, &runner, w, hook, &ours);
+        capture_attached(py, &runner, w, hook, &ours, &[]);
     });
     if let Err(e) = capture {
         let msg = e
@@ -315,7 +315,14 @@ fn check_attached(py: &Python, w: &Workload, hook: Hook, dir: &Path) -> Option<S
 /// the workload run, wait for `done`, detach with SIGINT. Every wait has a
 /// time limit; a hang, or either process exiting other than 0, panics with
 /// both outputs (and both processes are ended by PID).
-fn capture_attached(py: &Python, runner: &Path, w: &Workload, hook: Hook, out: &Path) {
+fn capture_attached(
+    py: &Python,
+    runner: &Path,
+    w: &Workload,
+    hook: Hook,
+    out: &Path,
+    flags: &[&str],
+) {
     let limit = Duration::from_secs(120);
     let mut target = Spawned::spawn(
         format!("attach_runner {} on {}", w.name(), py.label()),
@@ -329,7 +336,9 @@ fn capture_attached(py: &Python, runner: &Path, w: &Workload, hook: Hook, out: &
     let mut rprof = Spawned::spawn(
         "rprof attach",
         util::rprof()
-            .args(["attach", "--hook", hook.arg(), "-o"])
+            .args(["attach", "--hook", hook.arg()])
+            .args(flags)
+            .arg("-o")
             .arg(out)
             .arg(target.pid().to_string()),
     );
@@ -481,8 +490,220 @@ fn times_match_what_the_workload_measured() {
                 exit: 0,
                 args: vec![truth.display().to_string()],
             };
-            capture_attached(py, &runner, &w, hook, &prof);
+            capture_attached(py, &runner, &w, hook, &prof, &[]);
             check_timing_truth(py, &prof, &truth, &format!("{what}, attached"));
         }
     }
+}
+
+/// cProfile's `Profile(builtins=False)` and `Profile(subcalls=False)`, and
+/// rprof's switches for them.
+#[derive(Clone, Copy, Debug)]
+enum Switch {
+    NoBuiltins,
+    NoSubcalls,
+}
+
+impl Switch {
+    fn flag(self) -> &'static str {
+        match self {
+            Switch::NoBuiltins => "--no-builtins",
+            Switch::NoSubcalls => "--no-subcalls",
+        }
+    }
+
+    fn kw(self) -> &'static str {
+        match self {
+            Switch::NoBuiltins => "builtins=False",
+            Switch::NoSubcalls => "subcalls=False",
+        }
+    }
+}
+
+/// The workloads the switch suites run by default (every non-threaded one
+/// with `RPROF_DIFF_ALL=1`): recursion, builtins called every way, C
+/// calling Python (whose builtins' time goes to the caller).
+const SWITCH_WORKLOADS: [&str; 4] = [
+    "deep_recursion.py",
+    "builtins_loop.py",
+    "builtin_methods.py",
+    "c_callbacks.py",
+];
+
+fn switch_workloads() -> Vec<Workload> {
+    let all = std::env::var_os("RPROF_DIFF_ALL").is_some_and(|v| v == "1");
+    util::workloads()
+        .into_iter()
+        .filter(|w| !w.threaded && (all || SWITCH_WORKLOADS.contains(&w.name().as_str())))
+        .collect()
+}
+
+/// `rprof run SWITCH` against `cprofile_with.py KW` (`python -m cProfile`
+/// with `Profile(KW)`).
+fn check_switch(
+    py: &Python,
+    w: &Workload,
+    hook: Hook,
+    switch: Switch,
+    dir: &Path,
+) -> Option<String> {
+    let case = format!(
+        "{} on Python {} with --hook {} {}",
+        w.name(),
+        py.label(),
+        hook.arg(),
+        switch.flag()
+    );
+    let plain = run(py.command().arg(&w.path).args(&w.args));
+    if plain.status.code() != Some(w.exit) {
+        return Some(format!(
+            "{case}: the workload itself failed: {}",
+            describe(&plain)
+        ));
+    }
+    let ours = dir.join("rprof.prof");
+    let out = run(util::rprof()
+        .args(["run", switch.flag(), "--hook", hook.arg(), "--python"])
+        .arg(&py.path)
+        .arg("-o")
+        .arg(&ours)
+        .arg(&w.path)
+        .args(&w.args));
+    if out.status.code() != Some(w.exit) || out.stdout != plain.stdout {
+        return Some(format!(
+            "{case}: rprof exited {:?} (the workload exits {}) or changed its output: {}",
+            out.status.code(),
+            w.exit,
+            describe(&out)
+        ));
+    }
+    if let Some(f) = timing_consistent(py, &ours, false) {
+        return Some(format!("{case}: {f}"));
+    }
+    let reference = dir.join("reference.prof");
+    let mut cprofile = py.command();
+    cprofile
+        .arg(util::root().join("tests/differential/cprofile_with.py"))
+        .arg(switch.kw())
+        .arg("-o")
+        .arg(&reference)
+        .arg(&w.path)
+        .args(&w.args);
+    compare_with_reference(py, w, hook, &ours, &reference, cprofile, &[])
+        .map(|f| format!("{case}: {f}"))
+}
+
+/// The same, attached: `rprof attach SWITCH` against `attach_runner.py
+/// --kw=KW cprofile`.
+fn check_switch_attached(
+    py: &Python,
+    w: &Workload,
+    hook: Hook,
+    switch: Switch,
+    dir: &Path,
+) -> Option<String> {
+    use std::process::Stdio;
+
+    let case = format!(
+        "{} attached on Python {} with --hook {} {}",
+        w.name(),
+        py.label(),
+        hook.arg(),
+        switch.flag()
+    );
+    let runner = util::root().join("tests/differential/attach_runner.py");
+    let ours = dir.join("rprof-attached.prof");
+    let capture = std::panic::catch_unwind(|| {
+        capture_attached(py, &runner, w, hook, &ours, &[switch.flag()]);
+    });
+    if let Err(e) = capture {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        return Some(format!("{case}: {msg}"));
+    }
+    let reference = dir.join("reference-attached.prof");
+    let mut cprofile = py.command();
+    cprofile
+        .arg(&runner)
+        .arg(format!("--kw={}", switch.kw()))
+        .arg("cprofile")
+        .arg(&reference)
+        .arg(&w.path)
+        .args(&w.args)
+        .stdin(Stdio::null());
+    compare_with_reference(
+        py,
+        w,
+        hook,
+        &ours,
+        &reference,
+        cprofile,
+        &[
+            "--harness-call",
+            "<method 'read' of '_io.BufferedReader' objects>",
+        ],
+    )
+    .map(|f| format!("{case}: {f}"))
+}
+
+/// Runs `switch` on every interpreter: launched on [`switch_workloads`],
+/// attached on one of them. With `--no-builtins` both hooks are checked
+/// on 3.12+ (the monitoring hook does not register the C events, the
+/// setprofile hook ignores them first thing); `--no-subcalls` is the
+/// reader's, so the default hook is enough.
+fn switch_suite(switch: Switch) {
+    let dir = tempfile::tempdir().unwrap();
+    let workloads = switch_workloads();
+    assert!(!workloads.is_empty(), "no workload for the switch suite");
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for py in util::interpreters() {
+        let mut hooks = vec![if py.at_least(3, 12) {
+            Hook::Monitoring
+        } else {
+            Hook::SetProfile
+        }];
+        if matches!(switch, Switch::NoBuiltins) && py.at_least(3, 12) {
+            hooks.push(Hook::SetProfile);
+        }
+        for hook in hooks {
+            for w in &workloads {
+                if !w.runs_on(py) {
+                    continue;
+                }
+                let attached = ["builtin_methods.py"].contains(&w.name().as_str());
+                ran += 1 + usize::from(attached);
+                let case = case_dir(dir.path(), w, py, hook);
+                let mut fails = vec![check_switch(py, w, hook, switch, &case)];
+                if attached {
+                    fails.push(check_switch_attached(py, w, hook, switch, &case));
+                }
+                for f in fails.into_iter().flatten() {
+                    eprintln!("FAIL {f}");
+                    failures.push(f);
+                }
+            }
+        }
+    }
+    eprintln!("{ran} {} cases, {} failed", switch.flag(), failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} {} cases failed:\n\n{}",
+        failures.len(),
+        switch.flag(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn no_builtins_matches_cprofile_builtins_false() {
+    switch_suite(Switch::NoBuiltins);
+}
+
+#[test]
+fn no_subcalls_matches_cprofile_subcalls_false() {
+    switch_suite(Switch::NoSubcalls);
 }

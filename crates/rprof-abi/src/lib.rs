@@ -11,10 +11,11 @@
 //! the words, the consumer frees space with a `Release` store of `tail`
 //! after copying them out, as perf's `data_head`/`data_tail` do.
 //!
-//! A record is a header word ([`RecordHeader`]) followed by payload words.
-//! Every record is an even number of words long, so a two-word event never
-//! straddles the end of the data area; a longer record that would is
-//! preceded by a [`Kind::Pad`] record that fills the rest of the area.
+//! A record is a header word ([`RecordHeader`]) followed by payload words,
+//! or, for most events, a single [`compact`] word: kind, function id and
+//! the time since the producer's previous event. A record that would
+//! straddle the end of the data area is preceded by a [`Kind::Pad`] record
+//! (one word or more) that fills the rest of the area.
 //!
 //! After the data area come [`Header::segments`] per-thread *segments*
 //! (see [`segment`]): on free-threaded builds several threads run Python at
@@ -34,7 +35,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"rprofrg\n";
 /// Bumped whenever anything in this crate changes meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Size of the header area in bytes; the data area starts here.
 pub const HEADER_BYTES: usize = 4096;
 /// Longest string (in bytes) a definition record carries; longer strings
@@ -115,6 +116,19 @@ pub enum Mode {
     Floor = 1,
 }
 
+/// Bits of [`Header::flags`]: cProfile's `Profile(builtins=..., subcalls=...)`
+/// switches, applied where they cost least.
+pub mod flags {
+    /// `builtins=False`: no builtin is recorded. The shim does not even
+    /// register the C events on 3.12+ (call sites keep their
+    /// specialisation), and ignores them first thing with setprofile.
+    pub const NO_BUILTINS: u32 = 1;
+    /// `subcalls=False`: no caller edges. The events are the same; the
+    /// reader keeps no caller→callee counters (`_lsprof.c` keeps no
+    /// sub-entries), so every caller dict in pstats is empty.
+    pub const NO_SUBCALLS: u32 = 2;
+}
+
 /// How long the shim waits for a silent reader before it stops recording,
 /// measured on the shim's own clock while [`Header::heartbeat`] does not
 /// move.
@@ -181,7 +195,9 @@ pub struct Header {
     pub segments: u32,
     /// Size of each segment's data area in words; a power of two.
     pub segment_words: u64,
-    _pad0: [u8; 8],
+    /// What is recorded: a combination of [`flags`] bits.
+    pub flags: u32,
+    _pad0: [u8; 4],
 
     /// Producer cursor, in words (shim).
     pub head: AtomicU64,
@@ -235,6 +251,7 @@ const _: () = assert!(core::mem::offset_of!(Header, head) == 64);
 const _: () = assert!(core::mem::offset_of!(Header, tail) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, error) == 192);
 const _: () = assert!(core::mem::offset_of!(Header, segment_words) == 48);
+const _: () = assert!(core::mem::offset_of!(Header, flags) == 56);
 
 impl Header {
     /// A header for a data area of `capacity_words` words.
@@ -257,7 +274,8 @@ impl Header {
             mode: Mode::Record as u32,
             segments: 0,
             segment_words: 0,
-            _pad0: [0; 8],
+            flags: 0,
+            _pad0: [0; 4],
             head: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             wait_ns: AtomicU64::new(0),
@@ -457,6 +475,58 @@ impl Kind {
     }
 }
 
+/// One-word events: `(0x80 | kind) | id << 8 | delta << 32`.
+///
+/// `kind` is an event kind ([`Kind::Call`] to [`Kind::CException`]), `id`
+/// the function id (below [`compact::MAX_ID`]), `delta` the timestamp minus
+/// the timestamp of the previous event *of the same producer* (the main
+/// data area, or one segment) in clock ticks, below 2^32. An event that does
+/// not fit (a larger id, a longer gap, a clock that went back) is written
+/// as a two-word event record with its full timestamp. Both forms set the
+/// base the next delta is added to; a producer's first base is 0 (the
+/// main area at the start of a capture, a segment when a new thread
+/// claims it).
+pub mod compact {
+    use super::Kind;
+
+    /// Set in the kind byte of a one-word event.
+    pub const FLAG: u8 = 0x80;
+    /// Function ids a one-word event can carry are below this.
+    pub const MAX_ID: u32 = 1 << 24;
+
+    /// The word for `kind(id)` `delta` ticks after the previous event, if
+    /// it fits in one word.
+    #[inline(always)]
+    pub const fn encode(kind: Kind, id: u32, delta: u64) -> Option<u64> {
+        if id >= MAX_ID || delta > u32::MAX as u64 {
+            return None;
+        }
+        Some((FLAG | kind as u8) as u64 | (id as u64) << 8 | delta << 32)
+    }
+
+    /// [`encode`] for a producer that never defines an id of
+    /// [`MAX_ID`] or more (so only the delta is checked); a larger id would
+    /// corrupt the word, which the reader treats as untrusted anyway.
+    #[inline(always)]
+    pub const fn encode_known_id(kind: Kind, id: u32, delta: u64) -> Option<u64> {
+        if delta > u32::MAX as u64 {
+            return None;
+        }
+        Some((FLAG | kind as u8) as u64 | (id as u64) << 8 | delta << 32)
+    }
+
+    /// `(kind byte, id, delta)` of a one-word event, if `word` is one:
+    /// the kind byte is that of [`Kind::Call`] to [`Kind::CException`].
+    #[inline(always)]
+    pub const fn decode(word: u64) -> Option<(u8, u32, u64)> {
+        let k = word as u8;
+        if k & FLAG == 0 || (k & !FLAG) < Kind::Call as u8 || (k & !FLAG) > Kind::CException as u8 {
+            return None;
+        }
+        Some((k & !FLAG, ((word >> 8) & 0xff_ffff) as u32, word >> 32))
+    }
+}
+
 /// The first word of every record: `kind | len << 8 | arg << 32`, where
 /// `len` is the record's length in words including this one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -509,6 +579,21 @@ mod tests {
         assert_eq!(Kind::from_u8(h.kind_byte()), Some(Kind::DefPython));
         assert_eq!(h.words(), 123_456);
         assert_eq!(h.arg(), 0xdead_beef);
+    }
+
+    #[test]
+    fn compact_events_round_trip() {
+        let w = compact::encode(Kind::CReturn, 0xab_cdef, 0xffff_fffe).unwrap();
+        assert_eq!(
+            compact::decode(w),
+            Some((Kind::CReturn as u8, 0xab_cdef, 0xffff_fffe))
+        );
+        assert_eq!(compact::encode(Kind::Call, compact::MAX_ID, 0), None);
+        assert_eq!(compact::encode(Kind::Call, 0, 1 << 32), None);
+        // Record headers are never mistaken for compact events.
+        assert_eq!(compact::decode(RecordHeader::new(Kind::Call, 2, 5).0), None);
+        assert_eq!(compact::decode(0x80), None);
+        assert_eq!(compact::decode(0x86), None);
     }
 
     #[test]

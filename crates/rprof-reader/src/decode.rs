@@ -19,6 +19,16 @@ pub enum Record {
         /// Timestamp in clock ticks.
         ts: u64,
     },
+    /// A one-word event (`rprof_abi::compact`): its time is `delta` after
+    /// the producer's previous event, which only the stream knows.
+    CompactEvent {
+        /// Call, Return, CCall, CReturn or CException.
+        kind: Kind,
+        /// Function id.
+        id: u32,
+        /// Ticks since the previous event of the same producer.
+        delta: u64,
+    },
     /// Filler to skip.
     Pad,
     /// A Python function id.
@@ -95,6 +105,10 @@ pub fn decode(words: &[u64]) -> Result<Option<(Record, usize)>, DecodeError> {
     let Some(&first) = words.first() else {
         return Ok(None);
     };
+    if let Some((k, id, delta)) = rprof_abi::compact::decode(first) {
+        let kind = Kind::from_u8(k).ok_or(DecodeError::UnknownKind(first as u8))?;
+        return Ok(Some((Record::CompactEvent { kind, id, delta }, 1)));
+    }
     let h = RecordHeader(first);
     let kind_byte = h.kind_byte();
     let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
@@ -103,7 +117,11 @@ pub fn decode(words: &[u64]) -> Result<Option<(Record, usize)>, DecodeError> {
         kind: kind_byte,
         len,
     };
-    if len == 0 || !len.is_multiple_of(2) || (len as usize > MAX_RECORD_WORDS && kind != Kind::Pad)
+    // Every record is an even number of words long, but for a Pad, which
+    // may fill a single word at the end of the area.
+    if len == 0
+        || (!len.is_multiple_of(2) && kind != Kind::Pad)
+        || (len as usize > MAX_RECORD_WORDS && kind != Kind::Pad)
     {
         return Err(bad);
     }
@@ -195,6 +213,14 @@ fn strings(words: &[u64], len: Option<usize>) -> Result<Vec<u8>, DecodeError> {
 pub mod encode {
     use rprof_abi::{record_words, string_words, Kind, RecordHeader};
 
+    /// A one-word event `delta` ticks after the producer's previous one.
+    ///
+    /// # Panics
+    /// If the id or the delta does not fit in one word.
+    pub fn compact(out: &mut Vec<u64>, kind: Kind, id: u32, delta: u64) {
+        out.push(rprof_abi::compact::encode(kind, id, delta).expect("fits in one word"));
+    }
+
     /// An event record.
     pub fn event(out: &mut Vec<u64>, kind: Kind, id: u32, ts: u64) {
         out.push(RecordHeader::new(kind, 2, id).0);
@@ -285,6 +311,27 @@ mod tests {
                 Record::Thread { tid: 4242 },
             ]
         );
+    }
+
+    #[test]
+    fn compact_events_and_one_word_pads() {
+        let mut w = Vec::new();
+        encode::compact(&mut w, Kind::CCall, 9, 1234);
+        w.push(RecordHeader::new(Kind::Pad, 1, 0).0);
+        assert_eq!(
+            decode(&w).unwrap(),
+            Some((
+                Record::CompactEvent {
+                    kind: Kind::CCall,
+                    id: 9,
+                    delta: 1234
+                },
+                1
+            ))
+        );
+        assert_eq!(decode(&w[1..]).unwrap(), Some((Record::Pad, 1)));
+        // Other records stay even.
+        assert!(decode(&[RecordHeader::new(Kind::Thread, 1, 0).0]).is_err());
     }
 
     #[test]

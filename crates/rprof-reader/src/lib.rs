@@ -15,6 +15,7 @@
 //!     hook: rprof_abi::Hook::Auto,
 //!     full_policy: rprof_abi::FullPolicy::Wait,
 //!     mode: rprof_abi::Mode::Record,
+//!     flags: 0,
 //! })?;
 //! let mut session = Session::new(ring);
 //! // ... the target loads the shim and records ...
@@ -143,17 +144,22 @@ struct SegmentRead {
     buf: Vec<u64>,
     /// The owner's thread, once its Thread record was read.
     thread: Option<u64>,
+    /// The owner's delta base (`rprof_abi::compact`).
+    base: u64,
 }
 
 impl Session {
     /// Starts reading `ring`; call this before the shim starts, so that the
     /// clock calibration spans the whole capture.
     pub fn new(ring: Ring) -> Session {
+        let mut stream = Stream::new();
+        // cProfile's subcalls=False: no caller edges are kept at all.
+        stream.set_subcalls(ring.header().flags & rprof_abi::flags::NO_SUBCALLS == 0);
         Session {
             ring,
             tail: 0,
             buf: Vec::new(),
-            stream: Stream::new(),
+            stream,
             calibration: clock::Sample::now(),
             corrupt: None,
             segments: Vec::new(),
@@ -232,7 +238,9 @@ impl Session {
             seg.tail = tail;
             read += seg.buf.len() - before;
             let buf = std::mem::take(&mut seg.buf);
-            let result = self.stream.process_segment(&buf, &mut seg.thread);
+            let result = self
+                .stream
+                .process_segment(&buf, &mut seg.thread, &mut seg.base);
             seg.buf = buf;
             match result {
                 Ok(used) => {
@@ -256,6 +264,8 @@ impl Session {
                 && sh.head.load(Acquire) == seg.tail
             {
                 seg.thread = None;
+                // The next owner's events count from 0 again.
+                seg.base = 0;
                 sh.state
                     .compare_exchange(
                         rprof_abi::segment::RETIRED,
@@ -374,6 +384,7 @@ mod tests {
                 hook: Hook::Auto,
                 full_policy: FullPolicy::Wait,
                 mode: rprof_abi::Mode::Record,
+                flags: 0,
             },
         )
         .unwrap()

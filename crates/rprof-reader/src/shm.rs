@@ -29,6 +29,8 @@ pub struct RingConfig {
     pub full_policy: FullPolicy,
     /// Record, or only install do-nothing hooks (benchmarks).
     pub mode: Mode,
+    /// [`rprof_abi::flags`]: what is left out (builtins, caller edges).
+    pub flags: u32,
 }
 
 /// The largest ring a child may announce (16 GiB).
@@ -115,6 +117,7 @@ impl Ring {
             std::process::id(),
         );
         header.mode = config.mode as u32;
+        header.flags = config.flags;
         header.segments = segments;
         header.segment_words = segment_words;
         // SAFETY: the map is page aligned and at least HEADER_BYTES long, so
@@ -341,6 +344,7 @@ mod tests {
                 hook: Hook::Auto,
                 full_policy: FullPolicy::Wait,
                 mode: Mode::Record,
+                flags: 0,
             },
         )
         .unwrap();

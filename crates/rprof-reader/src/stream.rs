@@ -48,6 +48,9 @@ pub struct Stream {
     pub lost: u64,
     /// The thread of the last Thread record.
     thread: Option<u64>,
+    /// Timestamp of the main data area's last event: the base of the next
+    /// one-word event's delta (`rprof_abi::compact`).
+    base: u64,
 }
 
 impl Stream {
@@ -68,16 +71,21 @@ impl Stream {
     /// segment's own thread, `thread` (which its Thread records update),
     /// and also after the Stop record: segments are drained one last time
     /// once it is seen.
+    /// `base` is the segment's own delta base (see `rprof_abi::compact`):
+    /// 0 when a new owner claims the segment.
     pub fn process_segment(
         &mut self,
         words: &[u64],
         thread: &mut Option<u64>,
+        base: &mut u64,
     ) -> Result<usize, ReaderError> {
         if let Some(t) = *thread {
             self.discarding = !self.agg.switch_thread(t);
             self.thread = Some(t);
         }
+        core::mem::swap(&mut self.base, base);
         let r = self.process_records(words, false);
+        core::mem::swap(&mut self.base, base);
         *thread = self.thread;
         r
     }
@@ -90,52 +98,56 @@ impl Stream {
             }
             let h = words[i];
             let kind = h as u8;
-            // Hot path: a two-word event.
-            if (1..=5).contains(&kind) && (h >> 8) & 0xff_ffff == 2 {
+            // Hot path: a one-word event, or a two-word one.
+            let (kind, id, ts, n) = if let Some((k, id, delta)) = rprof_abi::compact::decode(h) {
+                (k, id as usize, self.base.wrapping_add(delta), 1)
+            } else if (1..=5).contains(&kind) && (h >> 8) & 0xff_ffff == 2 {
                 let Some(&ts) = words.get(i + 1) else {
                     break;
                 };
-                let id = (h >> 32) as usize;
-                if self.discarding {
-                    self.refused_events += 1;
-                    i += 2;
-                    continue;
-                }
-                match self.funcs.get(id) {
-                    Some(&f) if f != UNDEFINED => {
-                        if kind == Kind::Call as u8 || kind == Kind::CCall as u8 {
-                            self.agg.enter(f, ts);
-                        } else {
-                            self.agg.leave(f, ts);
-                        }
+                (kind, (h >> 32) as usize, ts, 2)
+            } else {
+                match decode(&words[i..]) {
+                    Ok(None) => break,
+                    Ok(Some((record, n))) => {
+                        self.apply(record)?;
+                        i += n;
+                        continue;
                     }
-                    _ => self.invalid_events += 1,
+                    Err(e) => return Err(ReaderError::Corrupt(e.to_string())),
                 }
-                self.events += 1;
-                if ts > self.last_ts {
-                    self.last_ts = ts;
-                }
-                if self.first_ts.is_none() {
-                    self.first_ts = Some(ts);
-                }
-                i += 2;
+            };
+            self.base = ts;
+            if self.discarding {
+                self.refused_events += 1;
+                i += n;
                 continue;
             }
-            match decode(&words[i..]) {
-                Ok(None) => break,
-                Ok(Some((record, n))) => {
-                    self.apply(record)?;
-                    i += n;
+            match self.funcs.get(id) {
+                Some(&f) if f != UNDEFINED => {
+                    if kind == Kind::Call as u8 || kind == Kind::CCall as u8 {
+                        self.agg.enter(f, ts);
+                    } else {
+                        self.agg.leave(f, ts);
+                    }
                 }
-                Err(e) => return Err(ReaderError::Corrupt(e.to_string())),
+                _ => self.invalid_events += 1,
             }
+            self.events += 1;
+            if ts > self.last_ts {
+                self.last_ts = ts;
+            }
+            if self.first_ts.is_none() {
+                self.first_ts = Some(ts);
+            }
+            i += n;
         }
         Ok(i)
     }
 
     fn apply(&mut self, record: Record) -> Result<(), ReaderError> {
         match record {
-            Record::Event { .. } | Record::Pad => {}
+            Record::Event { .. } | Record::CompactEvent { .. } | Record::Pad => {}
             Record::DefPython {
                 id,
                 file,
@@ -199,6 +211,11 @@ impl Stream {
     /// timestamp seen.
     pub fn end(&self) -> u64 {
         self.stop_ts.unwrap_or(self.last_ts)
+    }
+
+    /// Whether caller→callee edges are kept (cProfile's `subcalls`).
+    pub fn set_subcalls(&mut self, on: bool) {
+        self.agg.set_subcalls(on);
     }
 
     /// Also records exact call paths (see [`rprof_stats::paths`]).
@@ -270,5 +287,33 @@ mod tests {
         let p = s.finish(1e-9);
         let f1 = p.get(&Function::builtin("<f1>")).unwrap();
         assert_eq!(f1.totals.ncalls, limits::DEPTH as u64 - 1);
+    }
+
+    /// One-word events are timed from the previous event of the same
+    /// producer, full ones reset that base, and a one-word Pad is skipped.
+    #[test]
+    fn compact_events_count_from_the_previous_event() {
+        let mut s = Stream::new();
+        let mut w = Vec::new();
+        encode::word(&mut w, Kind::Thread, 1);
+        encode::def_python(&mut w, 0, "a.py", 1, "f");
+        encode::compact(&mut w, Kind::Call, 0, 1000); // t = 1000
+        w.push(rprof_abi::RecordHeader::new(Kind::Pad, 1, 0).0);
+        encode::compact(&mut w, Kind::Call, 0, 10); // t = 1010
+        encode::event(&mut w, Kind::Return, 0, 5_000_000_000); // full
+        encode::compact(&mut w, Kind::Return, 0, 30); // t = 5_000_000_030
+        assert_eq!(s.process(&w).unwrap(), w.len());
+        assert_eq!(s.events, 4);
+        assert_eq!(s.invalid_events, 0);
+        assert_eq!(s.last_ts, 5_000_000_030);
+        let p = s.finish(1e-9);
+        let f = p.get(&Function::python("a.py", 1, "f")).unwrap();
+        assert_eq!((f.totals.ncalls, f.totals.primitive), (2, 1));
+        // The outer call ran from 1000 to 5_000_000_030.
+        assert!(
+            (f.totals.cumtime - 4.99999903).abs() < 1e-9,
+            "{}",
+            f.totals.cumtime
+        );
     }
 }

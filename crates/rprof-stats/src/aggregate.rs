@@ -147,6 +147,8 @@ pub struct Aggregator {
     /// Per-thread counters allocated, summed over threads.
     cells: usize,
     refused: Refused,
+    /// Caller→callee edges are kept (cProfile's `subcalls`).
+    subcalls: bool,
 }
 
 impl Default for Aggregator {
@@ -179,7 +181,15 @@ impl Aggregator {
             thread_names: FxHashMap::default(),
             cells: 0,
             refused: Refused::default(),
+            subcalls: true,
         }
+    }
+
+    /// Whether caller→callee edges are kept: cProfile's `subcalls`. With
+    /// `false`, as `_lsprof.c` without `POF_SUBCALLS`, no sub-entry is
+    /// created or updated, and every function's callers are empty.
+    pub fn set_subcalls(&mut self, on: bool) {
+        self.subcalls = on;
     }
 
     /// What was refused because a bound was reached.
@@ -301,7 +311,7 @@ impl Aggregator {
             self.current.overflow += 1;
             return;
         }
-        let sub = match self.current.stack.last() {
+        let sub = match self.current.stack.last().filter(|_| self.subcalls) {
             Some(caller) => {
                 let s = self.subentry(caller.entry, func);
                 let grow = (s as usize + 1).saturating_sub(self.current.sub_level.len());
@@ -420,7 +430,7 @@ impl Aggregator {
         }
         entry.it = entry.it.saturating_add(it);
         entry.callcount += 1;
-        if let Some(caller) = caller {
+        if let Some(caller) = caller.filter(|_| self.subcalls) {
             let s = if frame.entry == func && frame.sub != NO_SUBENTRY {
                 frame.sub
             } else {
@@ -784,5 +794,24 @@ mod tests {
         // Self time is kept even where calls are folded.
         let self_total: f64 = paths.threads[0].nodes.iter().map(|n| n.self_time).sum();
         assert!((self_total - p.total_time()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn without_subcalls_no_caller_is_kept() {
+        let mut a = Aggregator::new();
+        a.set_subcalls(false);
+        let x = a.intern(f("x"));
+        let y = a.intern(f("y"));
+        a.enter(x, 0);
+        a.enter(y, 1);
+        a.enter(y, 2);
+        a.leave(y, 3);
+        a.leave(y, 5);
+        a.leave(x, 10);
+        let p = a.finish(10);
+        let ys = p.get(&f("y")).unwrap();
+        assert_eq!((ys.totals.ncalls, ys.totals.primitive), (2, 1));
+        assert!(ys.callers.is_empty());
+        assert!(p.get(&f("x")).unwrap().callers.is_empty());
     }
 }

@@ -163,6 +163,7 @@ pub(crate) fn start(
         hook: config.hook,
         full_policy: config.full_policy,
         mode: config.mode,
+        flags: config.flags,
     };
     let bytes = shim::RingBytes {
         total: Ring::file_len(&ring_config),

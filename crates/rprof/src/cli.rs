@@ -142,6 +142,17 @@ pub struct OutputArgs {
     #[arg(long, value_enum, default_value_t = FullArg::Wait)]
     pub on_full: FullArg,
 
+    /// Leave builtins (C functions and methods) out, like cProfile's
+    /// `Profile(builtins=False)`: their time counts as their caller's own.
+    /// The hook does not even ask for C calls, so they cost nothing.
+    #[arg(long)]
+    pub no_builtins: bool,
+
+    /// Keep no caller edges, like cProfile's `Profile(subcalls=False)`: the
+    /// callers of every function are empty in pstats (and in the table).
+    #[arg(long)]
+    pub no_subcalls: bool,
+
     /// Benchmarking only: install the hook but record nothing, to measure
     /// the hook's own cost (the profile is empty).
     #[arg(long, hide = true)]
@@ -219,6 +230,8 @@ pub struct CaptureConfig {
     pub ring_bytes: usize,
     pub full_policy: rprof_abi::FullPolicy,
     pub mode: rprof_abi::Mode,
+    /// [`rprof_abi::flags`] bits.
+    pub flags: u32,
 }
 
 impl OutputArgs {
@@ -294,6 +307,15 @@ impl OutputArgs {
                 rprof_abi::Mode::Floor
             } else {
                 rprof_abi::Mode::Record
+            },
+            flags: if self.no_builtins {
+                rprof_abi::flags::NO_BUILTINS
+            } else {
+                0
+            } | if self.no_subcalls {
+                rprof_abi::flags::NO_SUBCALLS
+            } else {
+                0
             },
         })
     }

@@ -28,6 +28,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         hook: capture_config.hook,
         full_policy: capture_config.full_policy,
         mode: capture_config.mode,
+        flags: capture_config.flags,
     };
     let ring_file = shim::memfd(&shim::ring_name(&shim::nonce()), false)
         .and_then(|f| {
