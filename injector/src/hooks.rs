@@ -52,7 +52,7 @@ pub struct GilCell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for GilCell<T> {}
 
 impl<T> GilCell<T> {
-    const fn new(v: T) -> Self {
+    pub const fn new(v: T) -> Self {
         GilCell(UnsafeCell::new(v))
     }
 
@@ -170,6 +170,7 @@ struct Monitoring {
 }
 
 struct SetProfile {
+    /// `threading`, or NULL while its hooking is deferred (crate::threads).
     threading: PyObj,
     previous_thread_hook: PyObj,
     bootstrap: PyObj,
@@ -779,23 +780,33 @@ unsafe fn restore_profilers(api: &Api, fields: Option<ProfileFields>, previous: 
 unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<(), StartError> {
     // SAFETY: GIL held (caller); every object is NULL-checked.
     unsafe {
-        let threading = (api.import_module)(c"threading".as_ptr());
-        if threading.is_null() {
-            (api.err_clear)();
-            return Err("cannot import threading");
-        }
-        let mut previous = (api.getattr_string)(threading, c"_profile_hook".as_ptr());
-        if previous.is_null() {
-            (api.err_clear)();
-            previous = api.new_none();
-        }
         let bootstrap =
             (api.cfunction_new_ex)(def_ptr(BOOTSTRAP_DEF), ptr::null_mut(), ptr::null_mut());
         if bootstrap.is_null() {
             (api.err_clear)();
-            (api.py_decref)(previous);
-            (api.py_decref)(threading);
             return Err("cannot create the thread bootstrap");
+        }
+        // `threading` is used if the program imported it; otherwise it is
+        // hooked when the program imports it (crate::threads): importing
+        // it here would run Python code and I/O in the attach agent.
+        let threading = match crate::threads::loaded_module(api, c"threading") {
+            Some(t) => t,
+            None if crate::threads::defer(api, bootstrap) => ptr::null_mut(),
+            None => (api.import_module)(c"threading".as_ptr()),
+        };
+        if threading.is_null() && !crate::threads::deferred() {
+            (api.err_clear)();
+            (api.py_decref)(bootstrap);
+            return Err("cannot import threading");
+        }
+        let mut previous = if threading.is_null() {
+            ptr::null_mut()
+        } else {
+            (api.getattr_string)(threading, c"_profile_hook".as_ptr())
+        };
+        if previous.is_null() {
+            (api.err_clear)();
+            previous = api.new_none();
         }
         let fields = probe_offsets(api);
         let found = match fields {
@@ -809,7 +820,7 @@ unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<
             fields,
             previous: found,
         });
-        if !api.call_method(threading, c"setprofile", &[bootstrap]) {
+        if !threading.is_null() && !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
         set_profile_everywhere(api, Some(native_hook()), fields);
@@ -943,7 +954,11 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
     unsafe {
         if let Some(sp) = setprofile {
             restore_profilers(api, sp.fields, sp.previous);
-            let current = (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr());
+            crate::threads::undefer(api);
+            let current = match sp.threading.is_null() {
+                true => ptr::null_mut(),
+                false => (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr()),
+            };
             if current.is_null() {
                 (api.err_clear)();
             }
@@ -955,7 +970,9 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
             }
             (api.py_decref)(sp.previous_thread_hook);
             (api.py_decref)(sp.bootstrap);
-            (api.py_decref)(sp.threading);
+            if !sp.threading.is_null() {
+                (api.py_decref)(sp.threading);
+            }
         }
         if let Some(mon) = monitoring {
             if !mon.tool.is_null() {
