@@ -1065,9 +1065,12 @@ fn threads_started_after_attach_are_profiled() {
 /// must leave `_thread` and `threading` as they were.
 #[test]
 fn threads_started_after_a_late_import_of_threading_are_profiled() {
+    let mut deferred = 0;
     for py in util::interpreters() {
         let ctx = format!("late_import_thread.py on {} (hook setprofile)", py.label());
-        let mut t = start(py, "late_import_thread.py", &[]);
+        let mut t = start_with(&py.path, &py.label(), "late_import_thread.py", &[], false);
+        // `ready late`: threading was not imported at attach.
+        deferred += usize::from(t.expect_out("ready", READY).contains("late"));
         let mut r = rprof_attach(t.pid, &["-s", "calls", "--hook", "setprofile"]);
         r.expect_err("rprof: attached to PID", READY);
         signal(t.pid, "USR1");
@@ -1091,6 +1094,10 @@ fn threads_started_after_a_late_import_of_threading_are_profiled() {
         );
         t.finish_ok(&ctx);
     }
+    assert!(
+        deferred > 0,
+        "no interpreter ran late_import_thread.py without threading imported at attach"
+    );
 }
 
 #[test]
