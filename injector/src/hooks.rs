@@ -6,7 +6,9 @@
 //!   `PyEval_SetProfile` on every thread that exists at start, and on every
 //!   thread `threading` starts later through a `threading.setprofile`
 //!   bootstrap that replaces itself with the native hook on its first event
-//!   (as yappi does). `_lsprof.c`'s `profiler_callback` is the model.
+//!   (as yappi does); if the program has not imported `threading` yet, the
+//!   bootstrap goes in when it does ([`crate::threads`]).
+//!   `_lsprof.c`'s `profiler_callback` is the model.
 //! * **monitoring** (3.12+): a `sys.monitoring` tool whose callbacks are
 //!   builtin functions implemented here. It sees every thread, including
 //!   threads started later and natively, and costs about half of
