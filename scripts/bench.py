@@ -941,13 +941,29 @@ def service_venv(interp):
     if made and subprocess.run([py, "-m", "pip", "--version"], **quiet).returncode == 0:
         ok = subprocess.run([py, "-m", "pip", "install", "-q", "gunicorn"], **quiet).returncode == 0
     else:
-        ok = made and subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "gunicorn"],
-                                     **quiet).returncode == 0
+        pip = _new_pip()
+        ok = made and pip is not None and subprocess.run(
+            [pip, "-m", "pip", "--python", py, "install", "-q", "gunicorn"], **quiet).returncode == 0
     if not ok:
         print("service: cannot make a virtual environment with gunicorn for %s; its row shows -" % interp.path,
               file=sys.stderr)
         return None
     return py
+
+
+def _new_pip():
+    """A Python whose pip is new enough (25+) to install into the newest
+    interpreters from outside (`pip --python`), in a venv of the harness's
+    Python under ~/.cache/rprof-bench; None if it cannot be had."""
+    root = os.path.join(os.path.expanduser("~"), ".cache", "rprof-bench", "pip")
+    py = os.path.join(root, "bin", "python")
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    check = [py, "-c", "import pip, sys; sys.exit(int(pip.__version__.split('.')[0]) < 25)"]
+    if os.path.exists(py) and subprocess.run(check, **quiet).returncode == 0:
+        return py
+    ok = (subprocess.run([sys.executable, "-m", "venv", root], **quiet).returncode == 0
+          and subprocess.run([py, "-m", "pip", "install", "-q", "pip>=25"], **quiet).returncode == 0)
+    return py if ok else None
 
 
 _PYSPY = []
