@@ -1072,8 +1072,9 @@ def service_once(py, config, rprof, seconds, clients, env, tmp):
                 raise RuntimeError("gunicorn did not start: %s" % f.read()[-300:])
         load(port, 0.5, clients)             # warm-up
         out = {}
-        if config == "rprof":
-            prof = subprocess.Popen([rprof, "attach", str(worker), "-o", os.path.join(tmp, "svc.prof")],
+        if config.startswith("rprof"):
+            prof = subprocess.Popen([rprof, "attach", str(worker), "-o", os.path.join(tmp, "svc.prof")]
+                                    + SERVICE_RPROF_ARGS[config],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             line = b""
             for line in prof.stderr:
@@ -1096,6 +1097,7 @@ def service_once(py, config, rprof, seconds, clients, env, tmp):
         w1 = _cpu_of(worker)
         cpu1 = _cpu_of(prof.pid) if prof is not None else None
         out.update(rps=ok / seconds, errors=errors, requests=ok,
+                   cpu_per_request=(w1 - w0) / ok if ok and w0 is not None and w1 is not None else None,
                    worker_cpu=(w1 - w0) / seconds if w0 is not None and w1 is not None else None,
                    profiler_cpu=(cpu1 - cpu0) / seconds if cpu0 is not None and cpu1 is not None else None)
         if prof is not None:
@@ -1104,13 +1106,14 @@ def service_once(py, config, rprof, seconds, clients, env, tmp):
                 _, rest = prof.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 raise RuntimeError("the profiler did not stop")
-            if config == "rprof":
+            if config.startswith("rprof"):
                 err = (line + (rest or b"")).decode("utf-8", "replace")
                 s = RPROF_SUMMARY.search(err)
-                if prof.returncode != 0 or not s:
+                if prof.returncode != 0:
                     raise RuntimeError("rprof ended with %s: %s" % (prof.returncode, err.strip()[-300:]))
-                out["events"] = int(s.group("events"))
-                out["waits"] = int(s.group("waits"))
+                if s:
+                    out["events"] = int(s.group("events"))
+                    out["waits"] = int(s.group("waits"))
         return out
     finally:
         _kill(prof)
@@ -1125,12 +1128,20 @@ def service_once(py, config, rprof, seconds, clients, env, tmp):
         log.close()
 
 
+# rprof's configurations in the service section: the attach, its floor (the
+# hook installed, callbacks returning at once: what no rprof change can go
+# below) and, where the binary has it, --no-builtins.
+SERVICE_RPROF_ARGS = {"rprof": [], "rprof-floor": ["--floor"], "rprof-no-builtins": ["--no-builtins"]}
+
+
 def service_ratio(interps, rprof, reps, env, tmp, problems, loads, args):
     """Requests per second of a small WSGI service on gunicorn (one sync
     worker) under a bounded loopback load: unprofiled, under cProfile in the
     worker, with rprof attached to the worker, with py-spy (100 Hz)
     attached; interleaved, a fresh server per run."""
-    configs = ["none", "cprofile", "rprof"] + (["py-spy"] if pyspy_binary() else [])
+    configs = (["none", "cprofile", "rprof", "rprof-floor"]
+               + (["rprof-no-builtins"] if rprof_has_flag("--no-builtins") else [])
+               + (["py-spy"] if pyspy_binary() else []))
     got = collections.defaultdict(dict)    # (label, config) -> {rep: result}
     venvs = {}
     for interp in interps:
@@ -1165,28 +1176,41 @@ def service_ratio(interps, rprof, reps, env, tmp, problems, loads, args):
                 xs.append(r["rps"] / base["rps"])
         return _stats(xs)
 
+    def capacity(label, config):
+        # Worker CPU per request, unprofiled / profiled (same repetition):
+        # what a CPU-bound worker could serve, independent of how long the
+        # busy machine made it wait for a CPU.
+        xs = []
+        for rep, r in got.get((label, config), {}).items():
+            base = got.get((label, "none"), {}).get(rep)
+            if base and base.get("cpu_per_request") and r.get("cpu_per_request"):
+                xs.append(base["cpu_per_request"] / r["cpu_per_request"])
+        return _stats(xs)
+
     def med(label, config, key):
         xs = [r[key] for r in got.get((label, config), {}).values() if r.get(key) is not None]
         return statistics.median(xs) if xs else None
 
     header = ["Python", "req/s unprofiled", "cProfile in-process", "rprof attached", "py-spy 100 Hz",
-              "rprof / cProfile", "events / request", "rprof cost / event (ns)", "reader CPU (cores)",
-              "worker CPU (cores)", "attach ms"]
+              "rprof / cProfile", "capacity: cProfile", "capacity: rprof", "capacity: rprof --floor",
+              "capacity: rprof --no-builtins", "capacity: py-spy",
+              "worker ms CPU / request", "events / request", "rprof cost / event (ns)", "reader CPU (cores)",
+              "attach ms"]
     rows = []
     for interp in interps:
         base = med(interp.label, "none", "rps")
         if base is None:
             rows.append([interp.label] + ["-"] * (len(header) - 1))
             continue
-        rp, cp = med(interp.label, "rprof", "rps"), med(interp.label, "cprofile", "rps")
         ev = None
         per_ev = None
         runs = got.get((interp.label, "rprof"), {})
+        c0, c1 = med(interp.label, "none", "cpu_per_request"), med(interp.label, "rprof", "cpu_per_request")
         if runs:
             ev = statistics.median(r["events"] / max(1, r["requests"]) for r in runs.values())
-            if rp:
-                # Extra time per request while attached, spread over its events.
-                per_ev = (1.0 / rp - 1.0 / base) / ev * 1e9 if ev else None
+            if ev and c0 and c1:
+                # Extra worker CPU per request while attached, spread over its events.
+                per_ev = (c1 - c0) / ev * 1e9
         rc = [r["rps"] / c["rps"] for rep, r in runs.items()
               for c in [got.get((interp.label, "cprofile"), {}).get(rep)] if c and c["rps"] > 0]
         rows.append([
@@ -1195,18 +1219,24 @@ def service_ratio(interps, rprof, reps, env, tmp, problems, loads, args):
             _fmt(ratio(interp.label, "rprof"), True),
             _fmt(ratio(interp.label, "py-spy"), True) if "py-spy" in configs else "-",
             _fmt(_stats(rc), True),
+            _fmt(capacity(interp.label, "cprofile"), True),
+            _fmt(capacity(interp.label, "rprof"), True),
+            _fmt(capacity(interp.label, "rprof-floor"), True),
+            _fmt(capacity(interp.label, "rprof-no-builtins"), True) if "rprof-no-builtins" in configs else "-",
+            _fmt(capacity(interp.label, "py-spy"), True) if "py-spy" in configs else "-",
+            "/".join("%.2f" % (v * 1e3) if v else "?" for v in
+                     (med(interp.label, c, "cpu_per_request") for c in ("none", "cprofile", "rprof"))),
             "%.0f" % ev if ev else "-",
             "%.0f" % per_ev if per_ev is not None else "-",
             "%.2f" % med(interp.label, "rprof", "profiler_cpu") if med(interp.label, "rprof", "profiler_cpu")
             is not None else "-",
-            "/".join("%.2f" % v if v is not None else "?" for v in
-                     (med(interp.label, c, "worker_cpu") for c in ("none", "rprof"))),
             "%.0f" % med(interp.label, "rprof", "attach_ms") if med(interp.label, "rprof", "attach_ms")
             is not None else "-",
         ])
     return [("service: requests per second while profiled / unprofiled (same repetition), median [min-max] of "
-             "%d; gunicorn, 1 sync worker, %d loopback clients, %.0f s per run; worker CPU = unprofiled/"
-             "rprof" % (reps, args.service_clients, args.service_seconds), header, rows)]
+             "%d; gunicorn, 1 sync worker, %d loopback clients, %.0f s per run. capacity = worker CPU per "
+             "request unprofiled / profiled (py-spy's pauses of the worker are not in it); worker ms CPU / "
+             "request: unprofiled/cProfile/rprof" % (reps, args.service_clients, args.service_seconds), header, rows)]
 
 
 # ---------------------------------------------------------------------------
