@@ -6,7 +6,9 @@
 //!   `PyEval_SetProfile` on every thread that exists at start, and on every
 //!   thread `threading` starts later through a `threading.setprofile`
 //!   bootstrap that replaces itself with the native hook on its first event
-//!   (as yappi does). `_lsprof.c`'s `profiler_callback` is the model.
+//!   (as yappi does); if the program has not imported `threading` yet, the
+//!   bootstrap goes in when it does ([`crate::threads`]).
+//!   `_lsprof.c`'s `profiler_callback` is the model.
 //! * **monitoring** (3.12+): a `sys.monitoring` tool whose callbacks are
 //!   builtin functions implemented here. It sees every thread, including
 //!   threads started later and natively, and costs about half of
@@ -52,7 +54,7 @@ pub struct GilCell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for GilCell<T> {}
 
 impl<T> GilCell<T> {
-    const fn new(v: T) -> Self {
+    pub const fn new(v: T) -> Self {
         GilCell(UnsafeCell::new(v))
     }
 
@@ -177,6 +179,7 @@ struct Monitoring {
 }
 
 struct SetProfile {
+    /// `threading`, or NULL while its hooking is deferred (crate::threads).
     threading: PyObj,
     previous_thread_hook: PyObj,
     bootstrap: PyObj,
@@ -891,23 +894,33 @@ unsafe fn restore_profilers(api: &Api, fields: Option<ProfileFields>, previous: 
 unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<(), StartError> {
     // SAFETY: GIL held (caller); every object is NULL-checked.
     unsafe {
-        let threading = (api.import_module)(c"threading".as_ptr());
-        if threading.is_null() {
-            (api.err_clear)();
-            return Err("cannot import threading");
-        }
-        let mut previous = (api.getattr_string)(threading, c"_profile_hook".as_ptr());
-        if previous.is_null() {
-            (api.err_clear)();
-            previous = api.new_none();
-        }
         let bootstrap =
             (api.cfunction_new_ex)(def_ptr(BOOTSTRAP_DEF), ptr::null_mut(), ptr::null_mut());
         if bootstrap.is_null() {
             (api.err_clear)();
-            (api.py_decref)(previous);
-            (api.py_decref)(threading);
             return Err("cannot create the thread bootstrap");
+        }
+        // `threading` is used if the program imported it; otherwise it is
+        // hooked when the program imports it (crate::threads): importing
+        // it here would run Python code and I/O in the attach agent.
+        let threading = match crate::threads::loaded_module(api, c"threading") {
+            Some(t) => t,
+            None if crate::threads::defer(api, bootstrap) => ptr::null_mut(),
+            None => (api.import_module)(c"threading".as_ptr()),
+        };
+        if threading.is_null() && !crate::threads::deferred() {
+            (api.err_clear)();
+            (api.py_decref)(bootstrap);
+            return Err("cannot import threading");
+        }
+        let mut previous = if threading.is_null() {
+            ptr::null_mut()
+        } else {
+            (api.getattr_string)(threading, c"_profile_hook".as_ptr())
+        };
+        if previous.is_null() {
+            (api.err_clear)();
+            previous = api.new_none();
         }
         let fields = probe_offsets(api);
         let found = match fields {
@@ -921,7 +934,7 @@ unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<
             fields,
             previous: found,
         });
-        if !api.call_method(threading, c"setprofile", &[bootstrap]) {
+        if !threading.is_null() && !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
         set_profile_everywhere(api, Some(native_hook()), fields);
@@ -1077,7 +1090,11 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
     unsafe {
         if let Some(sp) = setprofile {
             restore_profilers(api, sp.fields, sp.previous);
-            let current = (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr());
+            crate::threads::undefer(api);
+            let current = match sp.threading.is_null() {
+                true => ptr::null_mut(),
+                false => (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr()),
+            };
             if current.is_null() {
                 (api.err_clear)();
             }
@@ -1089,7 +1106,9 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
             }
             (api.py_decref)(sp.previous_thread_hook);
             (api.py_decref)(sp.bootstrap);
-            (api.py_decref)(sp.threading);
+            if !sp.threading.is_null() {
+                (api.py_decref)(sp.threading);
+            }
         }
         if let Some(mon) = monitoring {
             if !mon.tool.is_null() {

@@ -20,6 +20,7 @@ pub mod ft;
 pub mod hooks;
 pub mod intern;
 pub mod ring;
+pub mod threads;
 
 use core::ffi::{c_char, c_int, CStr};
 use std::sync::Once;

@@ -11,6 +11,7 @@
 mod adversarial_attach;
 mod adversarial_shim;
 mod attach;
+mod bench;
 mod cli;
 mod differential;
 mod dist;

@@ -99,7 +99,8 @@ def _rprof_main():
         os._exit(SHIM_FAILED_EXIT)
     # What only this bootstrap needed (ctypes and its helpers) is taken out
     # of sys.modules, so that the program finds what plain python has. What
-    # the shim imported for its hook (threading, with setprofile) stays.
+    # the shim imported for its hook (threading, with setprofile on a
+    # free-threaded build) stays.
     for name in loaded:
         sys.modules.pop(name, None)
     # From 3.13 on, `python -c` imports linecache (to show -c source in
