@@ -24,6 +24,7 @@ def main():
     pyperf.LOOPS[0] = max(1, loops)
     sys.argv[:] = [script]
     runpy.run_path(script, run_name="__main__")
+    sys.stdout.write("BENCH_CPU_SECONDS %.6f\n" % pyperf.ELAPSED_CPU[0])
     sys.stdout.write("BENCH_SECONDS %.6f\n" % pyperf.ELAPSED[0])
     sys.stdout.flush()
 

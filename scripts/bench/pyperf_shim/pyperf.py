@@ -17,6 +17,7 @@ perf_counter = time.perf_counter
 # Filled by pyperformance_run.py.
 LOOPS = [1]
 ELAPSED = [0.0]
+ELAPSED_CPU = [0.0]
 
 
 class Runner(object):
@@ -36,23 +37,26 @@ class Runner(object):
     def bench_func(self, name, func, *args, **kwargs):
         self.parse_args()
         loops = self._loops(kwargs.get("inner_loops"))
-        t0 = perf_counter()
+        t0, c0 = perf_counter(), time.process_time()
         for _ in range(loops):
             func(*args)
         ELAPSED[0] += perf_counter() - t0
+        ELAPSED_CPU[0] += time.process_time() - c0
 
     def bench_time_func(self, name, func, *args, **kwargs):
         self.parse_args()
         loops = self._loops(kwargs.get("inner_loops"))
-        t0 = perf_counter()
+        t0, c0 = perf_counter(), time.process_time()
         func(loops, *args)
         ELAPSED[0] += perf_counter() - t0
+        ELAPSED_CPU[0] += time.process_time() - c0
 
     def bench_async_func(self, name, func, *args, **kwargs):
         import asyncio
         self.parse_args()
         loops = self._loops(kwargs.get("inner_loops"))
-        t0 = perf_counter()
+        t0, c0 = perf_counter(), time.process_time()
         for _ in range(loops):
             asyncio.run(func(*args))
         ELAPSED[0] += perf_counter() - t0
+        ELAPSED_CPU[0] += time.process_time() - c0
