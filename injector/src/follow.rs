@@ -338,6 +338,7 @@ mod tests {
             full_policy: 0,
             mode: 0,
             reader_pid: 1,
+            flags: 0,
         };
         let fd = create_ring(&spec).unwrap();
         // SAFETY: stat is plain data.
