@@ -52,9 +52,12 @@ def main():
         target.stdin.write(b"g")
         target.stdin.flush()
         out = target.stdout.read()
-        rc = target.wait()
+        # rprof first: it reads how the target ended while it is a zombie,
+        # which reaping it here first would take away ("how is unknown",
+        # exit 4).
         err.extend(rp.stderr.readlines())
         rrc = rp.wait()
+        rc = target.wait()
         sys.stdout.write(out.decode("utf-8", "replace"))
         sys.stderr.write(b"".join(err).decode("utf-8", "replace"))
         sys.exit(rc or rrc)
