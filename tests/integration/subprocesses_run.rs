@@ -53,6 +53,8 @@ fn counted_in(py: &Python, prof: &Path) -> u64 {
         .sum()
 }
 
+/// `rprof run [--subprocesses] -o PROF [-o DIR/{pid}.prof] subprocs.py ARGS`
+/// (the per-process files with --subprocesses only).
 fn rprof_run(
     py: &Python,
     hook: &str,
@@ -63,7 +65,9 @@ fn rprof_run(
     let mut cmd = util::rprof();
     cmd.arg("run").args(["--hook", hook]);
     if follow {
-        cmd.arg("--subprocesses");
+        cmd.arg("--subprocesses")
+            .arg("-o")
+            .arg(prof.with_file_name("per-{pid}.prof"));
     }
     cmd.arg("--python")
         .arg(&py.path)
@@ -72,6 +76,26 @@ fn rprof_run(
         .arg(script())
         .args(args);
     util::run_for(&mut cmd, util::time_limit())
+}
+
+/// Each process's own `.prof` (`-o per-{pid}.prof`) has exactly the calls
+/// it counted itself.
+fn check_per_process(
+    py: &Python,
+    prof: &Path,
+    truth: &BTreeMap<u32, u64>,
+    ctx: &str,
+    out: &std::process::Output,
+) {
+    for (pid, n) in truth {
+        let own = prof.with_file_name(format!("per-{pid}.prof"));
+        assert!(
+            own.exists(),
+            "{ctx}: no profile of PID {pid}: {}",
+            describe(out)
+        );
+        assert_eq!(counted_in(py, &own), *n, "{ctx}: PID {pid} ({truth:?})");
+    }
 }
 
 fn hook_of(py: &Python) -> &'static str {
@@ -125,13 +149,14 @@ fn forked_children_never_write_into_the_parents_ring() {
             assert_eq!(out.status.code(), Some(0), "{ctx}: {}", describe(&out));
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
-                stderr.contains("merged the profiles of 4 processes"),
+                stderr.contains("from 4 processes (3 followed from their fork"),
                 "{ctx}: {}",
                 describe(&out)
             );
             let truth = reference(&out_dir);
             assert_eq!(truth.values().sum::<u64>(), 6100, "{ctx}: {truth:?}");
             assert_eq!(counted_in(py, &prof), 6100, "{ctx}: {}", describe(&out));
+            check_per_process(py, &prof, &truth, &ctx, &out);
         }
     }
 }
@@ -186,13 +211,7 @@ fn run_subprocesses_follows_multiprocessing_executors_and_subprocess() {
                 "{ctx}: merged ncalls of counted (per process {truth:?}): {}",
                 describe(&out)
             );
-            // Every process but the main one has its own line.
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                stderr.matches("rprof: PID ").count() + 1 >= truth.len(),
-                "{ctx}: not every process is reported: {}",
-                describe(&out)
-            );
+            check_per_process(py, &prof, &truth, &ctx, &out);
         }
     }
 }
@@ -272,6 +291,7 @@ fn attach_following_profiles_children_forked_after_the_attach() {
             hook: Hook::Auto,
             full_policy: FullPolicy::Wait,
             mode: Mode::Record,
+            flags: 0,
         };
         let t = rprof_controller::attach::inspect(target.pid() as i32).unwrap();
         let (ring, _, channel) = t
