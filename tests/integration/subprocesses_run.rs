@@ -216,6 +216,85 @@ fn run_subprocesses_follows_multiprocessing_executors_and_subprocess() {
     }
 }
 
+/// Ctrl-C (SIGINT to the whole process group, as a terminal sends it)
+/// ends the program and its workers; rprof keeps every process's capture
+/// and writes them all.
+#[test]
+fn ctrl_c_ends_everything_and_keeps_every_capture() {
+    let py = *util::one_per_hook().last().unwrap();
+    let ctx = py.label();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("counts");
+    std::fs::create_dir(&out_dir).unwrap();
+    let prof = tmp.path().join("all.prof");
+    // setsid: rprof leads a process group of its own, which the test can
+    // interrupt as a whole without touching anything else.
+    let mut cmd = std::process::Command::new("setsid");
+    cmd.arg(env!("CARGO_BIN_EXE_rprof"))
+        .args(["run", "--subprocesses", "--python"])
+        .arg(&py.path)
+        .arg("-o")
+        .arg(&prof)
+        .arg("-o")
+        .arg(tmp.path().join("per-{pid}.prof"))
+        .arg(script())
+        .args(["longpool", out_dir.to_str().unwrap()]);
+    let mut rprof = util::Spawned::spawn("setsid rprof run --subprocesses", &mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let spinning = || {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("spinning-")
+            })
+            .count()
+    };
+    while spinning() < 2 {
+        assert!(Instant::now() < deadline, "{ctx}: {}", rprof.describe());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", rprof.pid())])
+        .status();
+    rprof.wait(Duration::from_secs(30));
+    let workers: Vec<u32> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix("spinning-")
+                .and_then(|p| p.parse().ok())
+        })
+        .collect();
+    let mut sum = 0;
+    for pid in &workers {
+        let own = tmp.path().join(format!("per-{pid}.prof"));
+        assert!(
+            own.exists(),
+            "{ctx}: worker {pid} has no profile: {}",
+            rprof.describe()
+        );
+        let n = counted_in(py, &own);
+        assert!(
+            n > 0,
+            "{ctx}: worker {pid} recorded no call: {}",
+            rprof.describe()
+        );
+        sum += n;
+    }
+    assert_eq!(
+        counted_in(py, &prof),
+        sum,
+        "{ctx}: merged = the workers' own"
+    );
+}
+
 /// rprof SIGKILLed: a child it was profiling stops recording by itself
 /// (its agent sees rprof silent) and runs on unhooked; a child forked
 /// afterwards cannot announce itself and runs unhooked from its first

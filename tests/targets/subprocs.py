@@ -11,6 +11,8 @@ whole tree computed. MODE says how the children are made: `fork`
 (ProcessPoolExecutor of 2), `subprocess` (subprocess.run of sys.executable
 on this file, MODE `leaf`).
 
+`longpool`: a fork Pool of 2 whose tasks call `counted` for a minute
+(each writes OUTDIR/spinning-PID first), for Ctrl-C.
 `forklater` (for attach): writes OUTDIR/ready, waits for OUTDIR/go,
 then forks 2 children. `orphan` (rprof killed): forks child A, which is
 profiled, writes OUTDIR/a-ready and waits for OUTDIR/go (the test kills
@@ -50,6 +52,17 @@ def task(args):
     work(n)
     record(outdir, n)
     return n
+
+
+def spin(outdir):
+    """A pool task that calls counted until interrupted (at most 60 s)."""
+    import time
+    touch(outdir, "spinning-%d" % os.getpid())
+    t = time.monotonic()
+    s = 0
+    while time.monotonic() - t < 60:
+        s = counted(s)
+    return s
 
 
 def forked_child(outdir, n, check_clean):
@@ -161,6 +174,11 @@ def main():
         results = [os.waitpid(p, 0)[1] for p in (a, b)]
         with open(os.path.join(outdir, "result"), "w") as f:
             f.write("ok" if results == [0, 0] else "children ended with %r" % (results,))
+    elif mode == "longpool":
+        # Ctrl-C: the test interrupts the whole process group.
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map(spin, [outdir, outdir], chunksize=1)
     elif mode == "leaf":
         work(777)
         record(outdir, 777)
