@@ -85,6 +85,19 @@ def forked_child(outdir, n, check_clean):
     os._exit(code)
 
 
+def agent_running():
+    """Whether the shim's agent thread (named rprof-agent) runs here."""
+    tasks = "/proc/self/task"
+    for t in os.listdir(tasks):
+        try:
+            with open(os.path.join(tasks, t, "comm")) as f:
+                if f.read().strip() == "rprof-agent":
+                    return True
+        except OSError:
+            pass
+    return False
+
+
 def wait_for(path, limit=120):
     import time
     deadline = time.monotonic() + limit
@@ -164,8 +177,11 @@ def main():
             record(outdir, 300)
             touch(outdir, "a-ready")
             wait_for(os.path.join(outdir, "go"))
-            # Its agent stops the capture once rprof is silent for 1 s.
-            time.sleep(5)
+            # Its agent stops the capture once rprof is silent for 1 s,
+            # then exits: wait for that (bounded), then check.
+            deadline = time.monotonic() + 60
+            while agent_running() and time.monotonic() < deadline:
+                time.sleep(0.05)
             forked_child(outdir, 30, True)
         wait_for(os.path.join(outdir, "go"))
         b = os.fork()
