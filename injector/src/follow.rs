@@ -118,7 +118,7 @@ pub struct RingSpec {
     pub mode: u32,
     /// rprof's pid.
     pub reader_pid: u32,
-    /// [`rprof_abi::flags`]: what the capture leaves out.
+    /// What is recorded (`rprof_abi::flags`).
     pub flags: u32,
 }
 
@@ -138,7 +138,8 @@ impl RingSpec {
         }
     }
 
-    /// Parses `NAME:capacity:segments:segment_words:clock:hook:policy:mode:pid:flags`
+    /// Parses
+    /// `NAME:capacity:segments:segment_words:clock:hook:policy:mode:pid:flags`
     /// (the socket's name first); None if malformed.
     pub fn parse(s: &[u8]) -> Option<(&[u8], RingSpec)> {
         let mut it = s.split(|&b| b == b':');
@@ -316,13 +317,13 @@ mod tests {
 
     #[test]
     fn parses_specs() {
-        let (name, s) = RingSpec::parse(b"rprof-x:4096:128:4096:2:0:0:0:77:1").unwrap();
+        let (name, s) = RingSpec::parse(b"rprof-x:4096:128:4096:2:0:0:0:77:3").unwrap();
         assert_eq!(name, b"rprof-x");
         assert_eq!(s.capacity_words, 4096);
         assert_eq!(s.segments, 128);
         assert_eq!(s.clock, 2);
         assert_eq!(s.reader_pid, 77);
-        assert_eq!(s.flags, 1);
+        assert_eq!(s.flags, 3);
         assert!(RingSpec::parse(b"x:1:2").is_none());
         assert!(RingSpec::parse(b":1:2:3:4:5:6:7:8:9").is_none());
     }

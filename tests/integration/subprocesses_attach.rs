@@ -486,6 +486,55 @@ fn a_python_started_by_exec_is_attached_while_it_runs() {
     assert!(err.contains("1 attached while running"), "{ctx}: {err}");
 }
 
+#[test]
+fn rprof_killed_every_process_lets_go() {
+    let py = util::interpreters().last().unwrap();
+    let ctx = format!("forktree on {}", py.label());
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Spawned::spawn(
+        ctx.clone(),
+        py.command()
+            .arg(tree_script())
+            .arg("3")
+            .arg("0.005")
+            .arg(dir.path().join("quit")),
+    );
+    target.expect_out("ready", LIMIT);
+    let pid = target.pid();
+    let mut rprof = Spawned::spawn(
+        "rprof attach --subprocesses",
+        util::rprof()
+            .args(["attach", "--subprocesses"])
+            .arg(pid.to_string()),
+    );
+    rprof.expect_err("rprof: attached to 4 processes", LIMIT);
+    std::thread::sleep(Duration::from_millis(200));
+    util::signal(rprof.pid(), "KILL");
+    rprof.wait(LIMIT);
+    let mut procs = children(pid);
+    procs.push(pid);
+    let maps_ring = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/maps")).is_ok_and(|m| m.contains("rprof-ring-"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while procs.iter().any(maps_ring) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ctx}: a process still maps its ring 20 s after rprof was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every worker still runs.
+    for p in &procs {
+        assert!(
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z")),
+            "{ctx}: PID {p} is gone"
+        );
+    }
+    std::fs::write(dir.path().join("quit"), b"").unwrap();
+    target.expect_exit(0, LIMIT);
+}
+
 // ---------------------------------------------------------------------
 // gunicorn.
 

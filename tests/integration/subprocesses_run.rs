@@ -53,6 +53,8 @@ fn counted_in(py: &Python, prof: &Path) -> u64 {
         .sum()
 }
 
+/// `rprof run [--subprocesses] -o PROF [-o DIR/{pid}.prof] subprocs.py ARGS`
+/// (the per-process files with --subprocesses only).
 fn rprof_run(
     py: &Python,
     hook: &str,
@@ -63,7 +65,9 @@ fn rprof_run(
     let mut cmd = util::rprof();
     cmd.arg("run").args(["--hook", hook]);
     if follow {
-        cmd.arg("--subprocesses");
+        cmd.arg("--subprocesses")
+            .arg("-o")
+            .arg(prof.with_file_name("per-{pid}.prof"));
     }
     cmd.arg("--python")
         .arg(&py.path)
@@ -72,6 +76,26 @@ fn rprof_run(
         .arg(script())
         .args(args);
     util::run_for(&mut cmd, util::time_limit())
+}
+
+/// Each process's own `.prof` (`-o per-{pid}.prof`) has exactly the calls
+/// it counted itself.
+fn check_per_process(
+    py: &Python,
+    prof: &Path,
+    truth: &BTreeMap<u32, u64>,
+    ctx: &str,
+    out: &std::process::Output,
+) {
+    for (pid, n) in truth {
+        let own = prof.with_file_name(format!("per-{pid}.prof"));
+        assert!(
+            own.exists(),
+            "{ctx}: no profile of PID {pid}: {}",
+            describe(out)
+        );
+        assert_eq!(counted_in(py, &own), *n, "{ctx}: PID {pid} ({truth:?})");
+    }
 }
 
 fn hook_of(py: &Python) -> &'static str {
@@ -125,13 +149,14 @@ fn forked_children_never_write_into_the_parents_ring() {
             assert_eq!(out.status.code(), Some(0), "{ctx}: {}", describe(&out));
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
-                stderr.contains("merged the profiles of 4 processes"),
+                stderr.contains("from 4 processes (3 followed from their fork"),
                 "{ctx}: {}",
                 describe(&out)
             );
             let truth = reference(&out_dir);
             assert_eq!(truth.values().sum::<u64>(), 6100, "{ctx}: {truth:?}");
             assert_eq!(counted_in(py, &prof), 6100, "{ctx}: {}", describe(&out));
+            check_per_process(py, &prof, &truth, &ctx, &out);
         }
     }
 }
@@ -186,15 +211,88 @@ fn run_subprocesses_follows_multiprocessing_executors_and_subprocess() {
                 "{ctx}: merged ncalls of counted (per process {truth:?}): {}",
                 describe(&out)
             );
-            // Every process but the main one has its own line.
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                stderr.matches("rprof: PID ").count() + 1 >= truth.len(),
-                "{ctx}: not every process is reported: {}",
-                describe(&out)
-            );
+            check_per_process(py, &prof, &truth, &ctx, &out);
         }
     }
+}
+
+/// Ctrl-C (SIGINT to the whole process group, as a terminal sends it)
+/// ends the program and its workers; rprof keeps every process's capture
+/// and writes them all.
+#[test]
+fn ctrl_c_ends_everything_and_keeps_every_capture() {
+    let py = *util::one_per_hook().last().unwrap();
+    let ctx = py.label();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("counts");
+    std::fs::create_dir(&out_dir).unwrap();
+    let prof = tmp.path().join("all.prof");
+    // setsid: rprof leads a process group of its own, which the test can
+    // interrupt as a whole without touching anything else.
+    let mut cmd = std::process::Command::new("setsid");
+    cmd.arg(env!("CARGO_BIN_EXE_rprof"))
+        .args(["run", "--subprocesses", "--python"])
+        .arg(&py.path)
+        .arg("-o")
+        .arg(&prof)
+        .arg("-o")
+        .arg(tmp.path().join("per-{pid}.prof"))
+        .arg(script())
+        .args(["longpool", out_dir.to_str().unwrap()]);
+    let mut rprof = util::Spawned::spawn("setsid rprof run --subprocesses", &mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let spinning = || {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("spinning-")
+            })
+            .count()
+    };
+    while spinning() < 2 {
+        assert!(Instant::now() < deadline, "{ctx}: {}", rprof.describe());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", rprof.pid())])
+        .status();
+    rprof.wait(Duration::from_secs(30));
+    let workers: Vec<u32> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix("spinning-")
+                .and_then(|p| p.parse().ok())
+        })
+        .collect();
+    let mut sum = 0;
+    for pid in &workers {
+        let own = tmp.path().join(format!("per-{pid}.prof"));
+        assert!(
+            own.exists(),
+            "{ctx}: worker {pid} has no profile: {}",
+            rprof.describe()
+        );
+        let n = counted_in(py, &own);
+        assert!(
+            n > 0,
+            "{ctx}: worker {pid} recorded no call: {}",
+            rprof.describe()
+        );
+        sum += n;
+    }
+    assert_eq!(
+        counted_in(py, &prof),
+        sum,
+        "{ctx}: merged = the workers' own"
+    );
 }
 
 /// rprof SIGKILLed: a child it was profiling stops recording by itself

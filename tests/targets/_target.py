@@ -101,10 +101,15 @@ def _probe_c_profile_offset():
 _C_PROFILE_OFFSET = [None]
 
 
-def c_profile_functions():
+def c_profile_functions(this_thread_only=False):
     """`(thread id, c_profilefunc)` of every thread state of this
     interpreter whose C-level profile function is set: what a setprofile
-    hook left behind would look like (sys.getprofile() cannot see it)."""
+    hook left behind would look like (sys.getprofile() cannot see it).
+
+    The walk of the thread-state list takes no lock, so it must not run
+    while other threads start or end (their states are freed under it: a
+    crash of this probe, seen on free-threaded builds): threads that check
+    themselves while others exit pass `this_thread_only`."""
     import ctypes
     api = ctypes.pythonapi
     if _C_PROFILE_OFFSET[0] is None:
@@ -116,6 +121,11 @@ def c_profile_functions():
     api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
     api.PyThreadState_Next.restype = ctypes.c_void_p
     found = []
+    if this_thread_only:
+        api.PyThreadState_Get.restype = ctypes.c_void_p
+        ts = api.PyThreadState_Get()
+        func = ctypes.c_void_p.from_address(ts + off).value
+        return [(ts, func)] if func else []
     interp = api.PyInterpreterState_Head()
     ts = api.PyInterpreterState_ThreadHead(interp)
     while ts:
@@ -126,14 +136,14 @@ def c_profile_functions():
     return found
 
 
-def leftover_hooks():
+def leftover_hooks(this_thread_only=False):
     """What a detached rprof might have left behind: a Python-level profile
     function, threading's profile hook, a C-level profile function on any
     thread (the setprofile hook: invisible to sys.getprofile(), so read
     from the thread states through ctypes), or (3.12+) a registered
     sys.monitoring tool or events still set for one."""
     found = []
-    for ts, func in c_profile_functions():
+    for ts, func in c_profile_functions(this_thread_only):
         found.append("C profile function 0x%x on thread state 0x%x" % (func, ts))
     if sys.getprofile() is not None:
         found.append("sys.getprofile() = %r" % (sys.getprofile(),))

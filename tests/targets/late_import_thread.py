@@ -81,7 +81,7 @@ def main():
     from _target import check, leftover_hooks
     left = originals(threading) + leftover_hooks()
     seen = []
-    t = threading.Thread(target=lambda: seen.extend(leftover_hooks() + [sys.getprofile()]))
+    t = threading.Thread(target=lambda: seen.extend(leftover_hooks(this_thread_only=True) + [sys.getprofile()]))
     t.start()
     t.join(60)
     check(not left, "left behind after detach: %s" % "; ".join(left))

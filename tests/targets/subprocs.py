@@ -11,6 +11,8 @@ whole tree computed. MODE says how the children are made: `fork`
 (ProcessPoolExecutor of 2), `subprocess` (subprocess.run of sys.executable
 on this file, MODE `leaf`).
 
+`longpool`: a fork Pool of 2 whose tasks call `counted` for a minute
+(each writes OUTDIR/spinning-PID first), for Ctrl-C.
 `forklater` (for attach): writes OUTDIR/ready, waits for OUTDIR/go,
 then forks 2 children. `orphan` (rprof killed): forks child A, which is
 profiled, writes OUTDIR/a-ready and waits for OUTDIR/go (the test kills
@@ -52,6 +54,17 @@ def task(args):
     return n
 
 
+def spin(outdir):
+    """A pool task that calls counted until interrupted (at most 60 s)."""
+    import time
+    touch(outdir, "spinning-%d" % os.getpid())
+    t = time.monotonic()
+    s = 0
+    while time.monotonic() - t < 60:
+        s = counted(s)
+    return s
+
+
 def forked_child(outdir, n, check_clean):
     code = 0
     try:
@@ -70,6 +83,19 @@ def forked_child(outdir, n, check_clean):
         code = 2
     sys.stderr.flush()
     os._exit(code)
+
+
+def agent_running():
+    """Whether the shim's agent thread (named rprof-agent) runs here."""
+    tasks = "/proc/self/task"
+    for t in os.listdir(tasks):
+        try:
+            with open(os.path.join(tasks, t, "comm")) as f:
+                if f.read().strip() == "rprof-agent":
+                    return True
+        except OSError:
+            pass
+    return False
 
 
 def wait_for(path, limit=120):
@@ -151,8 +177,11 @@ def main():
             record(outdir, 300)
             touch(outdir, "a-ready")
             wait_for(os.path.join(outdir, "go"))
-            # Its agent stops the capture once rprof is silent for 1 s.
-            time.sleep(5)
+            # Its agent stops the capture once rprof is silent for 1 s,
+            # then exits: wait for that (bounded), then check.
+            deadline = time.monotonic() + 60
+            while agent_running() and time.monotonic() < deadline:
+                time.sleep(0.05)
             forked_child(outdir, 30, True)
         wait_for(os.path.join(outdir, "go"))
         b = os.fork()
@@ -161,6 +190,11 @@ def main():
         results = [os.waitpid(p, 0)[1] for p in (a, b)]
         with open(os.path.join(outdir, "result"), "w") as f:
             f.write("ok" if results == [0, 0] else "children ended with %r" % (results,))
+    elif mode == "longpool":
+        # Ctrl-C: the test interrupts the whole process group.
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map(spin, [outdir, outdir], chunksize=1)
     elif mode == "leaf":
         work(777)
         record(outdir, 777)

@@ -130,6 +130,25 @@ _rprof_main()
 "#;
 
 impl Launch {
+    /// How the program reads as a command line: `python SCRIPT ARGS...`
+    /// or `python -m MODULE ARGS...` (the interpreter's file name only).
+    pub fn title(&self) -> String {
+        let python = Path::new(&self.python)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "python".into());
+        let mut words = vec![python];
+        match &self.target {
+            Target::Script(p) => words.push(p.to_string_lossy().into_owned()),
+            Target::Module(m) => {
+                words.push("-m".into());
+                words.push(m.clone());
+            }
+        }
+        words.extend(self.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        words.join(" ")
+    }
+
     /// Starts the interpreter on the target with the shim at `shim`
     /// recording into the ring at `ring`.
     pub fn spawn(&self, shim: &Path, ring: &Path) -> Result<Child, ControllerError> {

@@ -2,9 +2,9 @@
 //! starts, each a [`Session`] on the ring the process announced (see
 //! `rprof_controller::follow`), and their merge into one profile.
 
+use crate::procs::{Ending, Joined, ProcessCapture};
 use rprof_controller::follow;
-use rprof_reader::{Capture, Ring, Session};
-use rprof_stats::{CallStats, FuncId, Function, FunctionStats, Profile};
+use rprof_reader::{Ring, Session};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ pub struct Followed {
     pub label: String,
     session: Session,
     /// How it ended, once it did.
-    pub ended: Option<String>,
+    pub ended: Option<Ending>,
 }
 
 /// Every followed process.
@@ -138,7 +138,15 @@ fn cmdline(pid: i32) -> String {
                 short.extend(s.drain(6..));
                 s = short;
             }
-            let s = s.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+            // The target controls these bytes: printable ASCII only.
+            let s: String = s
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+                .collect();
             if s.chars().count() > 80 {
                 let cut: String = s.chars().take(77).collect();
                 format!("{cut}...")
@@ -147,18 +155,6 @@ fn cmdline(pid: i32) -> String {
             }
         })
         .unwrap_or_default()
-}
-
-fn signal_name(sig: i32) -> String {
-    match sig {
-        1 => "SIGHUP".into(),
-        2 => "SIGINT".into(),
-        6 => "SIGABRT".into(),
-        9 => "SIGKILL".into(),
-        11 => "SIGSEGV".into(),
-        15 => "SIGTERM".into(),
-        _ => format!("signal {sig}"),
-    }
 }
 
 impl Children {
@@ -284,17 +280,15 @@ impl Children {
             read += p.session.drain().unwrap_or(0);
             if !rprof_controller::attach::alive(p.pid) {
                 p.ended = Some(match rprof_controller::attach::exit_status(p.pid) {
-                    Some(ws) if ws & 0x7f != 0 => {
-                        format!("was killed by {}", signal_name(ws & 0x7f))
-                    }
-                    Some(ws) => format!("exited with status {}", (ws >> 8) & 0xff),
-                    None => "exited".into(),
+                    Some(ws) if ws & 0x7f != 0 => Ending::Killed(ws & 0x7f),
+                    Some(ws) => Ending::Exited((ws >> 8) & 0xff),
+                    None => Ending::Unknown,
                 });
                 // It can write no more: what it wrote and had not
                 // published yet is read too.
                 p.session.take_unpublished();
             } else if p.session.stopped() {
-                p.ended = Some("stopped".into());
+                p.ended = Some(Ending::Detached);
             }
         }
         read
@@ -329,9 +323,9 @@ impl Children {
         self.poll();
     }
 
-    /// Ends every capture: `(pid, label, how it ended, capture)`; says
-    /// which Pythons below the program could not be profiled, and why.
-    pub fn finish(self) -> Vec<(i32, String, Option<String>, Capture)> {
+    /// Ends every capture; says which Pythons below the program could not
+    /// be profiled, and why.
+    pub fn finish(self) -> Vec<ProcessCapture> {
         for (pid, label, why) in self.not_profiled() {
             eprintln!("rprof: warning: PID {pid} ({label}) was not profiled: {why}");
         }
@@ -339,102 +333,14 @@ impl Children {
             .into_iter()
             .map(|mut p| {
                 while p.session.drain().unwrap_or(0) > 0 {}
-                (p.pid, p.label, p.ended, p.session.finish())
+                ProcessCapture {
+                    pid: p.pid as u32,
+                    title: p.label,
+                    joined: Joined::Announced,
+                    ending: p.ended.unwrap_or(Ending::Detached),
+                    capture: p.session.finish(),
+                }
             })
             .collect()
-    }
-}
-
-/// Adds profiles as pstats' `Stats.add` does: per function key, and per
-/// caller edge, every count and time is added.
-pub fn merge<'a>(profiles: impl IntoIterator<Item = &'a Profile>) -> Profile {
-    let mut out = Profile::default();
-    let mut index: HashMap<Function, FuncId> = HashMap::new();
-    let mut id_of = |out: &mut Profile, f: &Function| -> FuncId {
-        *index.entry(f.clone()).or_insert_with(|| {
-            out.functions.push(FunctionStats {
-                func: f.clone(),
-                totals: CallStats::default(),
-                callers: Vec::new(),
-            });
-            (out.functions.len() - 1) as FuncId
-        })
-    };
-    let add = |a: &mut CallStats, b: &CallStats| {
-        a.ncalls += b.ncalls;
-        a.primitive += b.primitive;
-        a.tottime += b.tottime;
-        a.cumtime += b.cumtime;
-    };
-    for p in profiles {
-        for f in &p.functions {
-            let me = id_of(&mut out, &f.func) as usize;
-            add(&mut out.functions[me].totals, &f.totals);
-            for (caller, stats) in &f.callers {
-                let Some(cf) = p.functions.get(*caller as usize) else {
-                    continue;
-                };
-                let c = id_of(&mut out, &cf.func);
-                let edges = &mut out.functions[me].callers;
-                match edges.iter_mut().find(|(id, _)| *id == c) {
-                    Some((_, s)) => add(s, stats),
-                    None => edges.push((c, *stats)),
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_adds_per_key_and_edge() {
-        let f = Function::python("a.py", 1, "f");
-        let g = Function::python("a.py", 5, "g");
-        let stats = |n| CallStats {
-            ncalls: n,
-            primitive: n,
-            tottime: 1.0,
-            cumtime: 2.0,
-        };
-        let p1 = Profile {
-            functions: vec![
-                FunctionStats {
-                    func: f.clone(),
-                    totals: stats(3),
-                    callers: vec![(1, stats(3))],
-                },
-                FunctionStats {
-                    func: g.clone(),
-                    totals: stats(1),
-                    callers: vec![],
-                },
-            ],
-        };
-        let p2 = Profile {
-            functions: vec![
-                FunctionStats {
-                    func: g.clone(),
-                    totals: stats(2),
-                    callers: vec![],
-                },
-                FunctionStats {
-                    func: f.clone(),
-                    totals: stats(4),
-                    callers: vec![(0, stats(4))],
-                },
-            ],
-        };
-        let m = merge([&p1, &p2]);
-        let mf = m.get(&f).unwrap();
-        assert_eq!(mf.totals.ncalls, 7);
-        assert_eq!(mf.totals.tottime, 2.0);
-        assert_eq!(mf.callers.len(), 1);
-        assert_eq!(m.functions[mf.callers[0].0 as usize].func, g);
-        assert_eq!(mf.callers[0].1.ncalls, 7);
-        assert_eq!(m.get(&g).unwrap().totals.ncalls, 3);
     }
 }

@@ -2,6 +2,7 @@
 //! exits.
 
 use crate::cli::RunArgs;
+use crate::procs;
 use crate::report;
 use anyhow::{Context, Result};
 use rprof_controller::{follow, launch::SHIM_FAILED_EXIT, shim, signals};
@@ -108,50 +109,29 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     {
         eprintln!("{w}");
     }
-    let exact = match followed {
+    let (exact, capture) = match followed {
         None => {
             report::write_profile(&capture, &output, Some(child_pid))?;
-            report::summarize(&capture)
+            (report::summarize(&capture), capture)
         }
         Some(followed) => {
-            let mut exact = report::summarize(&capture);
-            for (pid, label, ended, c) in &followed {
-                let s = &c.summary;
-                let how = ended.as_deref().unwrap_or("was still running");
-                let label = if label.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({label})")
-                };
-                eprintln!(
-                    "rprof: PID {pid}{label} {how}: {} events, {} functions",
-                    s.events,
-                    c.profile.functions.len()
-                );
-                if !s.is_exact() {
-                    exact = false;
-                    eprintln!("rprof: warning: the profile of PID {pid} is incomplete: {} events dropped{}", s.dropped, s.corrupt.as_deref().map(|c| format!(", {c}")).unwrap_or_default());
-                }
-            }
-            let merged = crate::children::merge(
-                std::iter::once(&capture.profile).chain(followed.iter().map(|f| &f.3.profile)),
-            );
-            let n = followed.len() + 1;
-            eprintln!(
-                "rprof: merged the profiles of {n} process{}",
-                if n == 1 { "" } else { "es" }
-            );
-            let all = rprof_reader::Capture {
-                profile: merged,
-                paths: if followed.is_empty() {
-                    capture.paths.clone()
-                } else {
-                    None
+            let root = procs::ProcessCapture {
+                pid: child_pid,
+                title: launch.title(),
+                joined: procs::Joined::AtStart,
+                ending: match (status.code(), status.signal()) {
+                    (_, Some(sig)) => procs::Ending::Killed(sig),
+                    (Some(code), _) => procs::Ending::Exited(code),
+                    _ => procs::Ending::Unknown,
                 },
-                summary: capture.summary.clone(),
+                capture,
             };
-            report::write_profile(&all, &output, Some(child_pid))?;
-            exact
+            let mut captures = vec![root];
+            captures.extend(followed);
+            procs::write_profiles(&captures, &output)?;
+            let outcome = procs::summarize(&captures);
+            let root = captures.swap_remove(0);
+            (outcome.exact, root.capture)
         }
     };
     // A target killed by a signal may die before the shim published

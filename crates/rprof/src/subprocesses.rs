@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 /// How often the tree is looked at for new processes.
 const POLL: Duration = Duration::from_millis(150);
 /// How long a process that maps a live ring it did not get from rprof
-/// (a child just forked by a profiled process) is tried again before a
-/// warning.
+/// (a child just forked by a profiled process), or whose interpreter is
+/// still starting, is tried again before a warning.
 const INHERITED_RING_GRACE: Duration = Duration::from_secs(5);
 /// How long a new child of a profiled process is given to announce its own
 /// ring before it is attached by ptrace instead.
@@ -82,7 +82,8 @@ enum Known {
     Profiled,
     /// Not CPython; looked at again if its executable changes (`exec`).
     NotPython { exe: Option<std::path::PathBuf> },
-    /// Maps a live ring it did not get from rprof: tried again.
+    /// Maps a live ring it did not get from rprof, or its interpreter was
+    /// still starting: tried again on the next polls.
     Inherited,
     /// Could not be attached (warned once), or gone.
     Done,
@@ -529,6 +530,23 @@ fn classify(
             }
         }
         _ if !ctl::alive(pid) => (Known::Done, None),
+        // A Python just started (`exec`) whose interpreter is not
+        // initialised yet: tried again on the next polls.
+        _ if format!("{error:#}").contains("interpreter is not initialised") => {
+            let until = *inherited
+                .entry(pid)
+                .or_insert_with(|| Instant::now() + INHERITED_RING_GRACE);
+            if Instant::now() < until {
+                (Known::Inherited, None)
+            } else {
+                (
+                    Known::Done,
+                    Some(format!(
+                        "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
+                    )),
+                )
+            }
+        }
         _ => (
             Known::Done,
             Some(format!(
