@@ -45,6 +45,7 @@ import datetime
 import glob
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -115,15 +116,55 @@ class Config(object):
     slowdown.
     """
 
-    def __init__(self, title, build, applies=None, needs_rprof=False):
+    def __init__(self, title, build, applies=None, needs_rprof=False, default=True):
         self.title = title
         self.build = build
         self.applies = applies or (lambda interp: True)
         self.needs_rprof = needs_rprof
+        self.default = default          # run unless --configs names the ones to run
 
 
 def _rprof(*extra):
     return lambda c: [c.rprof, "run", "-o", c.outfile] + list(extra) + ["--python", c.python, c.script] + c.args
+
+
+# Another rprof binary to compare with (--rprof-before), e.g. a build from
+# before a change: its floor and its recording run are the "-before"
+# configurations.  Copied to the temporary directory like the main one.
+RPROF_BEFORE = [None]
+
+
+def _rprof_before(*extra):
+    return lambda c: [RPROF_BEFORE[0], "run", "-o", c.outfile] + list(extra) + ["--python", c.python,
+                                                                                c.script] + c.args
+
+
+_HELP = {}
+
+
+def rprof_has_flag(flag):
+    """Whether the rprof binary under test knows `flag` (rows for options that
+    a build may not have yet show "-" instead of failing)."""
+    rprof = RPROF_UNDER_TEST[0]
+    if rprof is None:
+        return False
+    if rprof not in _HELP:
+        try:
+            _HELP[rprof] = subprocess.run([rprof, "run", "--help"], stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT).stdout.decode("utf-8", "replace")
+        except OSError:
+            _HELP[rprof] = ""
+    return flag in _HELP[rprof]
+
+
+RPROF_UNDER_TEST = [None]
+
+
+def _cprofile_with(**opts):
+    """cProfile.Profile(**opts) around the workload (scripts/bench/cprofile_run.py)."""
+    flags = ["--%s=%s" % (k, int(v)) for k, v in sorted(opts.items())]
+    return lambda c: [c.python, os.path.join(REPO, "scripts", "bench", "cprofile_run.py")] + flags + [
+        c.outfile, c.script] + c.args
 
 
 _YAPPI = {}
@@ -160,9 +201,9 @@ def reference_module(interp):
     return "profiling.tracing" if interp.version >= (3, 15) else "cProfile"
 
 
-def _attach(c):
-    return [sys.executable, os.path.join(REPO, "scripts", "bench", "attach_run.py"),
-            c.rprof, c.python, c.outfile, c.script] + c.args
+def _attach(c, *extra):
+    return [sys.executable, os.path.join(REPO, "scripts", "bench", "attach_run.py")] + [
+        "--rprof-arg=%s" % e for e in extra] + [c.rprof, c.python, c.outfile, c.script] + c.args
 
 
 BASELINE = "none"
@@ -184,6 +225,29 @@ CONFIGS = collections.OrderedDict([
                                 applies=lambda i: i.version >= (3, 12), needs_rprof=True)),
     ("rprof-setprofile", Config("rprof run -o FILE --hook setprofile", _rprof("--hook", "setprofile"),
                                 applies=lambda i: i.version >= (3, 12), needs_rprof=True)),
+    # Issue 13: cProfile(builtins=False) and rprof's --no-builtins, which
+    # registers no CALL/C_RETURN/C_RAISE on 3.12+ and drops C events first
+    # thing before.  Shown as "-" with a binary that has no --no-builtins.
+    ("cprofile-nobuiltins", Config("cProfile.Profile(builtins=False) around the workload",
+                                   _cprofile_with(builtins=False), default=False)),
+    ("rprof-no-builtins", Config("rprof run --no-builtins -o FILE",
+                                 _rprof("--no-builtins"), needs_rprof=True, default=False,
+                                 applies=lambda i: rprof_has_flag("--no-builtins"))),
+    ("floor-no-builtins", Config("the floor of --no-builtins (rprof run --floor --no-builtins)",
+                                 _rprof("--floor", "--no-builtins"), needs_rprof=True, default=False,
+                                 applies=lambda i: rprof_has_flag("--no-builtins"))),
+    ("rprof-attach-no-builtins", Config("rprof attach --no-builtins, attached before the timed work",
+                                        lambda c: _attach(c, "--no-builtins"), needs_rprof=True,
+                                        default=False, applies=lambda i: rprof_has_flag("--no-builtins"))),
+    # Floors per callback style: the floor of the binary under test (its
+    # callbacks: vectorcall objects on 3.12+ from issue 13 on) against the
+    # floor of --rprof-before (e.g. the PyCFunction callbacks before).
+    ("floor-before", Config("the floor of the --rprof-before binary (rprof run --floor)",
+                            _rprof_before("--floor"), needs_rprof=True, default=False,
+                            applies=lambda i: RPROF_BEFORE[0] is not None)),
+    ("rprof-before", Config("rprof run -o FILE with the --rprof-before binary",
+                            _rprof_before(), needs_rprof=True, default=False,
+                            applies=lambda i: RPROF_BEFORE[0] is not None)),
 ])
 
 # (numerator, denominator, column title): per-repetition time ratios.
@@ -193,6 +257,11 @@ RATIOS = [
     ("rprof-auto", "floor", "rprof-auto / its floor"),
     ("rprof-setprofile", "cprofile", "rprof-setprofile / cProfile"),
     ("rprof-setprofile", "floor-setprofile", "rprof-setprofile / its floor"),
+    ("rprof-no-builtins", "cprofile-nobuiltins", "rprof --no-builtins / cProfile(builtins=False)"),
+    ("rprof-attach-no-builtins", "cprofile-nobuiltins", "rprof-attach --no-builtins / cProfile(builtins=False)"),
+    ("rprof-no-builtins", "floor-no-builtins", "rprof --no-builtins / its floor"),
+    ("floor", "floor-before", "floor / floor of --rprof-before"),
+    ("rprof-auto", "rprof-before", "rprof-auto / rprof of --rprof-before"),
 ]
 
 
@@ -427,6 +496,18 @@ def main():
                     help="longest --wait-idle wait per group (default 60)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="skip the unrecorded warm-up run of each workload on each interpreter")
+    ap.add_argument("--sections", action="append", metavar="NAME[,NAME]",
+                    help="what to run: %s, or all (default: workloads)" % ", ".join(SECTIONS))
+    ap.add_argument("--rprof-before", metavar="PATH",
+                    help="a second rprof binary (e.g. built before a change): adds the floor-before and "
+                         "rprof-before configurations and a 'before' column to the attach latency")
+    ap.add_argument("--pp-seconds", type=float, default=0.25, metavar="S",
+                    help="pyperformance: unprofiled seconds each benchmark runs for (times --scale; "
+                         "the loop count is calibrated in the warm-up run; default 0.25)")
+    ap.add_argument("--service-seconds", type=float, default=3.0, metavar="S",
+                    help="service: seconds of load per run (default 3)")
+    ap.add_argument("--service-clients", type=int, default=2, metavar="N",
+                    help="service: concurrent loopback clients (default 2)")
     args = ap.parse_args()
 
     reps = args.reps if args.reps is not None else (2 if args.quick else 5)
@@ -434,7 +515,22 @@ def main():
     if reps < 1:
         ap.error("--reps must be at least 1")
 
-    config_names = list(CONFIGS)
+    sections = []
+    for x in (args.sections or ["workloads"]):
+        sections.extend(y.strip() for y in x.split(",") if y.strip())
+    if "all" in sections:
+        sections = list(SECTIONS)
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        ap.error("unknown section(s): %s (have: %s, all)" % (", ".join(unknown), ", ".join(SECTIONS)))
+    if args.rprof_before:
+        if not os.path.exists(args.rprof_before):
+            ap.error("--rprof-before %s does not exist" % args.rprof_before)
+        RPROF_BEFORE[0] = os.path.abspath(args.rprof_before)
+
+    config_names = [n for n in CONFIGS if CONFIGS[n].default]
+    if "pyperformance" in sections and "workloads" not in sections:
+        config_names = list(PP_CONFIGS)
     if args.configs:
         wanted = set([BASELINE])
         for s in args.configs:
@@ -445,11 +541,15 @@ def main():
         config_names = [n for n in CONFIGS if n in wanted]
 
     interps = find_interpreters(args.python)
-    workloads = find_workloads(args.workloads)
-    if not workloads:
+    workloads = find_workloads(args.workloads) if "workloads" in sections else []
+    if "workloads" in sections and not workloads:
         sys.exit("bench.py: no workloads in %s" % BENCH_DIR)
+    if "pyperformance" in sections:
+        workloads += pyperformance_workloads(args.workloads if "workloads" not in sections else None)
+    if not workloads:
+        config_names = []
     rprof = None
-    if any(CONFIGS[n].needs_rprof for n in config_names):
+    if any(CONFIGS[n].needs_rprof for n in config_names) or set(sections) & {"attach", "service"}:
         rprof = os.path.abspath(find_rprof(args.rprof or os.path.join(REPO, "target", "release", "rprof"),
                                            args.rprof is not None))
 
@@ -461,13 +561,26 @@ def main():
         signal.signal(sig, _interrupted)
     tmp = tempfile.mkdtemp(prefix="rprof-benchpy-")
     wl_args = [] if scale == 1.0 else [repr(scale)]
+    pp_loops = {}                          # (workload, label) -> calibrated loop count
+
+    def args_for(wname, interp):
+        if wname in PP_SCRIPTS:
+            return [PP_SCRIPTS[wname], str(pp_loops.get((wname, interp.label), 1))]
+        return wl_args
+
     meta = describe(interps, rprof, reps, scale, sys.argv[1:])
+    meta["sections"] = sections
     if rprof:
         # Run a private copy: a concurrent `cargo build` must not swap the
         # binary halfway through the benchmark.  (The shim is embedded.)
         copy = os.path.join(tmp, "rprof")
         shutil.copy2(rprof, copy)
         rprof = copy
+        RPROF_UNDER_TEST[0] = rprof
+    if RPROF_BEFORE[0]:
+        copy = os.path.join(tmp, "rprof-before")
+        shutil.copy2(RPROF_BEFORE[0], copy)
+        RPROF_BEFORE[0] = copy
     print("rprof bench: %d interpreter(s), %d workload(s), %d repetition(s), scale %g"
           % (len(interps), len(workloads), reps, scale), file=sys.stderr)
     print("machine: %s; %s CPUs; kernel %s; load average at start %.2f"
@@ -482,14 +595,20 @@ def main():
     loads = []
     waited = 0.0
     started = time.time()
+    extra_tables = []
     try:
-        if not args.no_warmup:
+        if not args.no_warmup or any(w in PP_SCRIPTS for w, _, _ in workloads):
             for wname, _, script in workloads:
                 for interp in interps:
-                    r = run_one(CONFIGS[BASELINE].build(Ctx(interp, script, wl_args, None, rprof)),
+                    r = run_one(CONFIGS[BASELINE].build(Ctx(interp, script, args_for(wname, interp), None,
+                                                            rprof)),
                                 env, tmp, args.timeout)
                     if r.ok:
                         reference[(wname, interp.label)] = r.result
+                        if wname in PP_SCRIPTS:
+                            # One loop ran: calibrate the loop count.
+                            want = args.pp_seconds * scale
+                            pp_loops[(wname, interp.label)] = max(1, int(round(want / max(r.seconds, 1e-6))))
                     else:
                         problems.append("%s on %s: warm-up failed (%s): %s"
                                         % (wname, interp.label, r.rc, r.stderr[-300:]))
@@ -505,7 +624,8 @@ def main():
                         if os.path.exists(outfile):
                             os.unlink(outfile)
                         loads.append(loadavg())
-                        r = run_one(CONFIGS[cname].build(Ctx(interp, script, wl_args, outfile, rprof)),
+                        r = run_one(CONFIGS[cname].build(Ctx(interp, script, args_for(wname, interp),
+                                                                 outfile, rprof)),
                                     env, tmp, args.timeout)
                         if r.ok and CONFIGS[cname].needs_rprof and r.hook is None:
                             r.ok = False
@@ -530,6 +650,10 @@ def main():
                                  ("%.3f s" % r.seconds) if r.ok else "FAILED",
                                  "" if r.foreign is None or r.wall <= 0 else
                                  "  (others used %.2f CPUs)" % (r.foreign / r.wall)), file=sys.stderr)
+        if "attach" in sections:
+            extra_tables.extend(attach_latency(interps, rprof, reps, env, tmp, problems, loads))
+        if "service" in sections:
+            extra_tables.extend(service_ratio(interps, rprof, reps, env, tmp, problems, loads, args))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -544,7 +668,9 @@ def main():
               if r.steal is not None and r.wall > 0]
     meta["foreign_cpu"] = [statistics.median(shares), max(shares)] if shares else None
     meta["steal"] = [statistics.median(steals), max(steals)] if steals else None
+    meta["pp_loops"] = {"%s on %s" % k: v for k, v in sorted(pp_loops.items())}
     report = Report(meta, interps, workloads, config_names, runs, reps, problems)
+    report.extra_tables = extra_tables
     text = report.render(markdown=False)
     print(text)
     if args.markdown:
@@ -614,6 +740,506 @@ def describe(interps, rprof, reps, scale, argv):
 
 
 # ---------------------------------------------------------------------------
+# Sections beyond the workload matrix (--sections)
+
+SECTIONS = ["workloads", "pyperformance", "attach", "service"]
+
+# The pyperformance set: 12 benchmarks of pure Python with no dependencies,
+# from pyperformance's sdist, fetched at benchmark time (never committed).
+PP_VERSION = "1.14.0"
+PP_BENCHMARKS = ["chaos", "deltablue", "fannkuch", "float", "go", "hexiom", "json_dumps", "nbody",
+                 "nqueens", "raytrace", "richards", "spectral_norm"]
+PP_SCRIPTS = {}                        # workload name -> the benchmark's run_benchmark.py
+# Attached to a live target, interleaved with cProfile (and run mode).
+PP_CONFIGS = ["none", "cprofile", "rprof-attach"]
+CACHE = os.path.join(REPO, "target", "bench-cache")
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    if not values:
+        return float("nan")
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def pyperformance_workloads(selected):
+    """[(name, title, script)] of the pyperformance benchmarks, fetching
+    pyperformance's sdist into target/bench-cache on first use."""
+    root = os.path.join(CACHE, "pyperformance-%s" % PP_VERSION)
+    bench_root = os.path.join(root, "pyperformance", "data-files", "benchmarks")
+    if not os.path.isdir(bench_root):
+        os.makedirs(CACHE, exist_ok=True)
+        print("bench.py: fetching pyperformance %s (sdist) into %s" % (PP_VERSION, CACHE), file=sys.stderr)
+        rc = subprocess.call([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                              "pyperformance==%s" % PP_VERSION, "-d", CACHE])
+        tarball = os.path.join(CACHE, "pyperformance-%s.tar.gz" % PP_VERSION)
+        if rc != 0 or not os.path.exists(tarball):
+            sys.exit("bench.py: cannot download pyperformance %s with pip; the pyperformance section "
+                     "needs PyPI" % PP_VERSION)
+        import tarfile
+        with tarfile.open(tarball) as t:
+            t.extractall(CACHE)
+    wanted = None
+    if selected:
+        wanted = set()
+        for x in selected:
+            wanted.update(y.strip() for y in x.split(",") if y.strip())
+    out = []
+    runner = os.path.join(BENCH_DIR, "pyperformance_run.py")
+    for b in PP_BENCHMARKS:
+        if wanted and b not in wanted and "pp_" + b not in wanted:
+            continue
+        script = os.path.join(bench_root, "bm_" + b, "run_benchmark.py")
+        if not os.path.exists(script):
+            sys.exit("bench.py: %s is missing from pyperformance %s" % (script, PP_VERSION))
+        PP_SCRIPTS["pp_" + b] = script
+        out.append(("pp_" + b, "pyperformance %s" % b, runner))
+    return out
+
+
+ATTACH_TARGETS = collections.OrderedDict([
+    ("idle", r'''
+import sys, time
+sys.stdout.write("ready\n"); sys.stdout.flush()
+while True:
+    time.sleep(0.05)
+'''),
+    # Has not imported threading (the case that took 130-156 ms before
+    # issue 13 on 3.9, 3.10 and Debian's 3.11).
+    ("busy", r'''
+import sys
+def f(x):
+    return x + 1
+sys.stdout.write("ready\n"); sys.stdout.flush()
+n = 0
+while True:
+    n = f(n)
+'''),
+    ("8 busy threads", r'''
+import sys, threading, time
+def f(x):
+    return x + 1
+def work():
+    n = 0
+    while True:
+        n = f(n)
+for _ in range(8):
+    threading.Thread(target=work, daemon=True).start()
+sys.stdout.write("ready\n"); sys.stdout.flush()
+while True:
+    time.sleep(1)
+'''),
+])
+
+ATTACHED_MS = re.compile(r"attached to PID \d+ .* in (\d+) ms")
+DEBUG_START = re.compile(r"rprof: debug: .*start ([0-9.]+)(ns|µs|us|ms|s)\b")
+_UNIT = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _kill(p):
+    if p is not None and p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+    if p is not None:
+        p.wait()
+
+
+def attach_once(rprof, python, source, tmp, env):
+    """(attach ms, agent start ms, target alive after) for one fresh target."""
+    script = os.path.join(tmp, "attach_target.py")
+    with open(script, "w") as f:
+        f.write(source)
+    target = subprocess.Popen([python, script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        if target.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the target did not start")
+        time.sleep(0.3)
+        denv = dict(env)
+        denv["RPROF_DEBUG"] = "1"
+        r = subprocess.run([rprof, "attach", str(target.pid), "--duration", "0.05", "-o", os.devnull],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=denv, timeout=60)
+        err = r.stderr.decode("utf-8", "replace")
+        m = ATTACHED_MS.search(err)
+        if r.returncode != 0 or not m:
+            raise RuntimeError("rprof attach failed (%s): %s" % (r.returncode, err.strip()[-300:]))
+        d = DEBUG_START.search(err)
+        start_ms = float(d.group(1)) * _UNIT[d.group(2)] if d else None
+        time.sleep(0.05)
+        return float(m.group(1)), start_ms, target.poll() is None
+    finally:
+        _kill(target)
+
+
+def attach_latency(interps, rprof, reps, env, tmp, problems, loads):
+    """Attach latency by target state (idle, busy without threading, 8 busy
+    threads): a fresh target per attach, interleaved, with --rprof-before's
+    binary alongside when given."""
+    binaries = [("now", rprof)] + ([("before", RPROF_BEFORE[0])] if RPROF_BEFORE[0] else [])
+    got = collections.defaultdict(list)    # (label, state, which) -> [(ms, start_ms)]
+    alive = collections.Counter()
+    for rep in range(reps):
+        for i, interp in enumerate(interps):
+            states = list(ATTACH_TARGETS)
+            k = (rep + i) % len(states)
+            for state in states[k:] + states[:k]:
+                for which, binary in (binaries if rep % 2 == 0 else binaries[::-1]):
+                    loads.append(loadavg())
+                    try:
+                        ms, start_ms, ok = attach_once(binary, interp.path, ATTACH_TARGETS[state], tmp, env)
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        problems.append("attach latency, %s target on %s (%s binary, rep %d): %s"
+                                        % (state, interp.label, which, rep + 1, e))
+                        continue
+                    got[(interp.label, state, which)].append((ms, start_ms))
+                    alive[(interp.label, state, which)] += ok
+                    if not ok:
+                        problems.append("attach latency: the %s target on %s died after the attach (%s)"
+                                        % (state, interp.label, which))
+                    print("[rep %d/%d] attach %-16s %-32s %-6s %4.0f ms (agent start %s)"
+                          % (rep + 1, reps, state, interp.label, which, ms,
+                             "%.1f ms" % start_ms if start_ms is not None else "?"), file=sys.stderr)
+
+    def cell(label, state, which, idx):
+        xs = [v[idx] for v in got.get((label, state, which), []) if v[idx] is not None]
+        return _fmt(_stats(xs), True, 0 if idx == 0 else 1) if xs else "-"
+
+    header = ["Python", "target", "attach ms", "agent start ms"]
+    if len(binaries) > 1:
+        header += ["before: attach ms", "before: agent start ms"]
+    rows = []
+    for interp in interps:
+        for state in ATTACH_TARGETS:
+            row = [interp.label, state, cell(interp.label, state, "now", 0), cell(interp.label, state, "now", 1)]
+            if len(binaries) > 1:
+                row += [cell(interp.label, state, "before", 0), cell(interp.label, state, "before", 1)]
+            rows.append(row)
+    return [("attach latency by target state: `rprof attach` start to its `attached ... in M ms` line, "
+             "median [min-max] of %d, a fresh target each time (agent start = the shim's agent taking the "
+             "GIL and installing the hooks, from RPROF_DEBUG)" % reps, header, rows)]
+
+
+# --- the service -----------------------------------------------------------
+
+SERVICE_PATHS = [b"/search?category=books&limit=25", b"/product/17", b"/search?max_price=20&limit=40",
+                 b"/product/230", b"/search?category=toys", b"/product/999"]
+
+
+def service_venv(interp):
+    """A virtual environment of `interp` with gunicorn (made once, kept under
+    ~/.cache/rprof-bench), or None."""
+    root = os.path.join(os.path.expanduser("~"), ".cache", "rprof-bench",
+                        "service-%s-%08x" % (".".join(map(str, interp.version)), zlib.crc32(interp.path.encode())))
+    py = os.path.join(root, "bin", "python")
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if os.path.exists(py) and subprocess.run([py, "-c", "import gunicorn"], **quiet).returncode == 0:
+        return py
+    made = subprocess.run([interp.path, "-m", "venv", root], **quiet).returncode == 0
+    if not made:
+        # No ensurepip (Debian without python3-venv, the /opt 3.15): a venv
+        # without pip, filled by this interpreter's pip from outside.
+        shutil.rmtree(root, ignore_errors=True)
+        made = subprocess.run([interp.path, "-m", "venv", "--without-pip", root], **quiet).returncode == 0
+    if made and subprocess.run([py, "-m", "pip", "--version"], **quiet).returncode == 0:
+        ok = subprocess.run([py, "-m", "pip", "install", "-q", "gunicorn"], **quiet).returncode == 0
+    else:
+        pip = _new_pip()
+        ok = made and pip is not None and subprocess.run(
+            [pip, "-m", "pip", "--python", py, "install", "-q", "gunicorn"], **quiet).returncode == 0
+    if not ok:
+        print("service: cannot make a virtual environment with gunicorn for %s; its row shows -" % interp.path,
+              file=sys.stderr)
+        return None
+    return py
+
+
+def _new_pip():
+    """A Python whose pip is new enough (25+) to install into the newest
+    interpreters from outside (`pip --python`), in a venv of the harness's
+    Python under ~/.cache/rprof-bench; None if it cannot be had."""
+    root = os.path.join(os.path.expanduser("~"), ".cache", "rprof-bench", "pip")
+    py = os.path.join(root, "bin", "python")
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    check = [py, "-c", "import pip, sys; sys.exit(int(pip.__version__.split('.')[0]) < 25)"]
+    if os.path.exists(py) and subprocess.run(check, **quiet).returncode == 0:
+        return py
+    ok = (subprocess.run([sys.executable, "-m", "venv", root], **quiet).returncode == 0
+          and subprocess.run([py, "-m", "pip", "install", "-q", "pip>=25"], **quiet).returncode == 0)
+    return py if ok else None
+
+
+_PYSPY = []
+
+
+def pyspy_binary():
+    """py-spy from PyPI, in a virtual environment of the harness's Python, or None."""
+    if _PYSPY:
+        return _PYSPY[0]
+    root = os.path.join(os.path.expanduser("~"), ".cache", "rprof-bench", "py-spy")
+    exe = os.path.join(root, "bin", "py-spy")
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not os.path.exists(exe):
+        ok = (subprocess.run([sys.executable, "-m", "venv", root], **quiet).returncode == 0
+              and subprocess.run([os.path.join(root, "bin", "python"), "-m", "pip", "install", "-q", "py-spy"],
+                                 **quiet).returncode == 0)
+        if not ok or not os.path.exists(exe):
+            print("service: py-spy cannot be installed from PyPI here; its column shows -", file=sys.stderr)
+            exe = None
+    _PYSPY.append(exe)
+    return exe
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def load(port, seconds, clients):
+    """Closed-loop load: `clients` connections at a time, each sending the
+    next request as soon as the previous answer has arrived, for `seconds`.
+    Returns (requests answered 200/404, errors)."""
+    import asyncio
+
+    async def client(k, stop, counts):
+        i = k
+        while time.perf_counter() < stop:
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(b"GET " + SERVICE_PATHS[i % len(SERVICE_PATHS)] + b" HTTP/1.0\r\nHost: x\r\n\r\n")
+                data = await r.read()
+                w.close()
+            except OSError:
+                counts[1] += 1
+                await asyncio.sleep(0.01)
+                continue
+            i += 1
+            if data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.1 404") \
+                    or data.startswith(b"HTTP/1.0 200") or data.startswith(b"HTTP/1.0 404"):
+                counts[0] += 1
+            else:
+                counts[1] += 1
+
+    async def main():
+        counts = [0, 0]
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(client(k, stop, counts) for k in range(clients)))
+        return counts
+
+    return tuple(asyncio.run(main()))
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _cpu_of(pid):
+    """User + system CPU seconds of a live process, from /proc/PID/stat."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(CLK_TCK)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def service_once(py, config, rprof, seconds, clients, env, tmp):
+    """One run of the service under `config`; a dict of what was measured."""
+    port = free_port()
+    senv = dict(env)
+    senv.pop("RPROF_BENCH_CPROFILE", None)
+    if config == "cprofile":
+        senv["RPROF_BENCH_CPROFILE"] = "1"
+    log = open(os.path.join(tmp, "gunicorn.log"), "w")
+    master = subprocess.Popen([py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", "127.0.0.1:%d" % port,
+                               "--chdir", BENCH_DIR, "service_app:app"], stdout=log, stderr=log, env=senv)
+    prof = None
+    try:
+        deadline = time.time() + 30
+        worker = None
+        while time.time() < deadline and worker is None:
+            time.sleep(0.1)
+            kids = _children(master.pid)
+            if kids and load(port, 0.05, 1)[0] > 0:
+                worker = kids[0]
+        if worker is None:
+            with open(log.name) as f:
+                raise RuntimeError("gunicorn did not start: %s" % f.read()[-300:])
+        load(port, 0.5, clients)             # warm-up
+        out = {}
+        if config.startswith("rprof"):
+            prof = subprocess.Popen([rprof, "attach", str(worker), "-o", os.path.join(tmp, "svc.prof")]
+                                    + SERVICE_RPROF_ARGS[config],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            line = b""
+            for line in prof.stderr:
+                if b"attached to PID" in line:
+                    break
+            m = ATTACHED_MS.search(line.decode("utf-8", "replace"))
+            if not m:
+                raise RuntimeError("rprof attach failed: %s" % line.decode("utf-8", "replace"))
+            out["attach_ms"] = float(m.group(1))
+        elif config == "py-spy":
+            prof = subprocess.Popen([pyspy_binary(), "record", "--pid", str(worker), "--rate", "100",
+                                     "--format", "raw", "-o", os.path.join(tmp, "pyspy.txt")],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            time.sleep(0.5)                  # py-spy prints nothing reliable once it samples
+            if prof.poll() is not None:
+                raise RuntimeError("py-spy failed: %s" % prof.stdout.read().decode("utf-8", "replace")[-300:])
+        cpu0 = _cpu_of(prof.pid) if prof is not None else None
+        w0 = _cpu_of(worker)
+        ok, errors = load(port, seconds, clients)
+        w1 = _cpu_of(worker)
+        cpu1 = _cpu_of(prof.pid) if prof is not None else None
+        out.update(rps=ok / seconds, errors=errors, requests=ok,
+                   cpu_per_request=(w1 - w0) / ok if ok and w0 is not None and w1 is not None else None,
+                   worker_cpu=(w1 - w0) / seconds if w0 is not None and w1 is not None else None,
+                   profiler_cpu=(cpu1 - cpu0) / seconds if cpu0 is not None and cpu1 is not None else None)
+        if prof is not None:
+            os.kill(prof.pid, signal.SIGINT)
+            try:
+                _, rest = prof.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError("the profiler did not stop")
+            if config.startswith("rprof"):
+                err = (line + (rest or b"")).decode("utf-8", "replace")
+                s = RPROF_SUMMARY.search(err)
+                if prof.returncode != 0:
+                    raise RuntimeError("rprof ended with %s: %s" % (prof.returncode, err.strip()[-300:]))
+                if s:
+                    out["events"] = int(s.group("events"))
+                    out["waits"] = int(s.group("waits"))
+        return out
+    finally:
+        _kill(prof)
+        if master.poll() is None:
+            os.kill(master.pid, signal.SIGTERM)
+            try:
+                master.wait(10)
+            except subprocess.TimeoutExpired:
+                _kill(master)
+        for kid in _children(master.pid):
+            os.kill(kid, signal.SIGKILL)
+        log.close()
+
+
+# rprof's configurations in the service section: the attach, its floor (the
+# hook installed, callbacks returning at once: what no rprof change can go
+# below) and, where the binary has it, --no-builtins.
+SERVICE_RPROF_ARGS = {"rprof": [], "rprof-floor": ["--floor"], "rprof-no-builtins": ["--no-builtins"]}
+
+
+def service_ratio(interps, rprof, reps, env, tmp, problems, loads, args):
+    """Requests per second of a small WSGI service on gunicorn (one sync
+    worker) under a bounded loopback load: unprofiled, under cProfile in the
+    worker, with rprof attached to the worker, with py-spy (100 Hz)
+    attached; interleaved, a fresh server per run."""
+    configs = (["none", "cprofile", "rprof", "rprof-floor"]
+               + (["rprof-no-builtins"] if rprof_has_flag("--no-builtins") else [])
+               + (["py-spy"] if pyspy_binary() else []))
+    got = collections.defaultdict(dict)    # (label, config) -> {rep: result}
+    venvs = {}
+    for interp in interps:
+        venvs[interp.label] = service_venv(interp)
+    for rep in range(reps):
+        for i, interp in enumerate(interps):
+            py = venvs[interp.label]
+            if py is None:
+                continue
+            k = (rep + i) % len(configs)
+            for config in configs[k:] + configs[:k]:
+                loads.append(loadavg())
+                try:
+                    r = service_once(py, config, rprof, args.service_seconds, args.service_clients, env, tmp)
+                except (RuntimeError, OSError) as e:
+                    problems.append("service on %s under %s (rep %d): %s" % (interp.label, config, rep + 1, e))
+                    continue
+                if r.get("waits"):
+                    problems.append("service on %s under rprof (rep %d): the target waited %d times"
+                                    % (interp.label, rep + 1, r["waits"]))
+                got[(interp.label, config)][rep] = r
+                print("[rep %d/%d] service %-32s %-9s %7.0f req/s%s" % (
+                    rep + 1, reps, interp.label, config, r["rps"],
+                    "" if "events" not in r else "  %.0f events/request" % (r["events"] / max(1, r["requests"]))),
+                    file=sys.stderr)
+
+    def ratio(label, config):
+        xs = []
+        for rep, r in got.get((label, config), {}).items():
+            base = got.get((label, "none"), {}).get(rep)
+            if base and base["rps"] > 0:
+                xs.append(r["rps"] / base["rps"])
+        return _stats(xs)
+
+    def capacity(label, config):
+        # Worker CPU per request, unprofiled / profiled (same repetition):
+        # what a CPU-bound worker could serve, independent of how long the
+        # busy machine made it wait for a CPU.
+        xs = []
+        for rep, r in got.get((label, config), {}).items():
+            base = got.get((label, "none"), {}).get(rep)
+            if base and base.get("cpu_per_request") and r.get("cpu_per_request"):
+                xs.append(base["cpu_per_request"] / r["cpu_per_request"])
+        return _stats(xs)
+
+    def med(label, config, key):
+        xs = [r[key] for r in got.get((label, config), {}).values() if r.get(key) is not None]
+        return statistics.median(xs) if xs else None
+
+    header = ["Python", "req/s unprofiled", "cProfile in-process", "rprof attached", "py-spy 100 Hz",
+              "rprof / cProfile", "capacity: cProfile", "capacity: rprof", "capacity: rprof --floor",
+              "capacity: rprof --no-builtins", "capacity: py-spy",
+              "worker ms CPU / request", "events / request", "rprof cost / event (ns)", "reader CPU (cores)",
+              "attach ms"]
+    rows = []
+    for interp in interps:
+        base = med(interp.label, "none", "rps")
+        if base is None:
+            rows.append([interp.label] + ["-"] * (len(header) - 1))
+            continue
+        ev = None
+        per_ev = None
+        runs = got.get((interp.label, "rprof"), {})
+        c0, c1 = med(interp.label, "none", "cpu_per_request"), med(interp.label, "rprof", "cpu_per_request")
+        if runs:
+            ev = statistics.median(r["events"] / max(1, r["requests"]) for r in runs.values())
+            if ev and c0 and c1:
+                # Extra worker CPU per request while attached, spread over its events.
+                per_ev = (c1 - c0) / ev * 1e9
+        rc = [r["rps"] / c["rps"] for rep, r in runs.items()
+              for c in [got.get((interp.label, "cprofile"), {}).get(rep)] if c and c["rps"] > 0]
+        rows.append([
+            interp.label, "%.0f" % base,
+            _fmt(ratio(interp.label, "cprofile"), True),
+            _fmt(ratio(interp.label, "rprof"), True),
+            _fmt(ratio(interp.label, "py-spy"), True) if "py-spy" in configs else "-",
+            _fmt(_stats(rc), True),
+            _fmt(capacity(interp.label, "cprofile"), True),
+            _fmt(capacity(interp.label, "rprof"), True),
+            _fmt(capacity(interp.label, "rprof-floor"), True),
+            _fmt(capacity(interp.label, "rprof-no-builtins"), True) if "rprof-no-builtins" in configs else "-",
+            _fmt(capacity(interp.label, "py-spy"), True) if "py-spy" in configs else "-",
+            "/".join("%.2f" % (v * 1e3) if v else "?" for v in
+                     (med(interp.label, c, "cpu_per_request") for c in ("none", "cprofile", "rprof"))),
+            "%.0f" % ev if ev else "-",
+            "%.0f" % per_ev if per_ev is not None else "-",
+            "%.2f" % med(interp.label, "rprof", "profiler_cpu") if med(interp.label, "rprof", "profiler_cpu")
+            is not None else "-",
+            "%.0f" % med(interp.label, "rprof", "attach_ms") if med(interp.label, "rprof", "attach_ms")
+            is not None else "-",
+        ])
+    return [("service: requests per second while profiled / unprofiled (same repetition), median [min-max] of "
+             "%d; gunicorn, 1 sync worker, %d loopback clients, %.0f s per run. capacity = worker CPU per "
+             "request unprofiled / profiled (py-spy's pauses of the worker are not in it); worker ms CPU / "
+             "request: unprofiled/cProfile/rprof" % (reps, args.service_clients, args.service_seconds), header, rows)]
+
+
+# ---------------------------------------------------------------------------
 # Reporting
 
 
@@ -640,6 +1266,7 @@ class Report(object):
         self.runs = runs
         self.reps = reps
         self.problems = problems
+        self.extra_tables = []          # [(heading, header, rows)] of the attach/service sections
 
     def _times(self, w, label, c):
         cell = self.runs.get((w, label, c), {})
@@ -654,7 +1281,8 @@ class Report(object):
         out = []
         ratio_cols = [(n, d, t) for n, d, t in RATIOS if n in self.configs and d in self.configs]
         profiled = [c for c in self.configs if c != BASELINE]
-        for w, title, _ in self.workloads:
+        plain = [(w, t, p) for w, t, p in self.workloads if w not in PP_SCRIPTS]
+        for w, title, _ in plain:
             show_hook = "rprof-auto" in self.configs
             header = (["Python", "baseline s"] + profiled + [t for _, _, t in ratio_cols]
                       + (["auto hook"] if show_hook else []))
@@ -675,8 +1303,9 @@ class Report(object):
                 rows.append(row)
             out.append(("%s (%s): slowdown = profiled / unprofiled, median [min-max] of %d"
                         % (title, w, self.reps), header, rows))
+        out.extend(self.pp_tables(markdown, ratio_cols, profiled))
         # Whole-command wall and CPU time: shows the reader's CPU on the other core.
-        for w, title, _ in self.workloads:
+        for w, title, _ in plain:
             header = ["Python"] + self.configs
             rows = []
             for interp in self.interps:
@@ -692,6 +1321,42 @@ class Report(object):
                 rows.append(row)
             out.append(("%s (%s): whole command, wall s / CPU s (process tree, incl. start-up), median"
                         % (title, w), header, rows))
+        return out + list(self.extra_tables)
+
+    def pp_tables(self, markdown, ratio_cols, profiled):
+        """The pyperformance set: per benchmark and interpreter, the median of
+        each paired ratio, and per interpreter the geometric mean over the
+        benchmarks of those medians."""
+        pp = [w for w, _, _ in self.workloads if w in PP_SCRIPTS]
+        if not pp:
+            return []
+        out = []
+        cols = [("%s slowdown" % c, c, BASELINE) for c in profiled] + [(t, n, d) for n, d, t in ratio_cols]
+        geo_rows = []
+        for title, num, den in cols:
+            header = ["benchmark"] + [i.label for i in self.interps]
+            rows = []
+            per_interp = collections.defaultdict(list)
+            for w in pp:
+                row = [w[len("pp_"):]]
+                for interp in self.interps:
+                    names = configs_for(interp, self.configs)
+                    st = self._paired(w, interp.label, num, den) if num in names and den in names else None
+                    row.append("%.2f" % st[0] if st else "-")
+                    if st:
+                        per_interp[interp.label].append(st[0])
+                rows.append(row)
+            geo = ["geomean"]
+            for interp in self.interps:
+                v = per_interp.get(interp.label)
+                geo.append("%.2f (%d)" % (geomean(v), len(v)) if v else "-")
+            rows.append(geo)
+            geo_rows.append([title] + geo[1:])
+            if num != BASELINE and title.endswith(" slowdown") is False:
+                out.append(("pyperformance: %s, median of %d per benchmark" % (title, self.reps), header, rows))
+        out.insert(0, ("pyperformance (%d benchmarks): geometric mean over the benchmarks of the median "
+                       "of %d paired repetitions (number of benchmarks in parentheses)" % (len(pp), self.reps),
+                       ["measure"] + [i.label for i in self.interps], geo_rows))
         return out
 
     def render(self, markdown):
@@ -756,6 +1421,7 @@ class Report(object):
                                      "hook": r.hook, "events": r.events,
                                      "waits": r.waits, "wait_s": r.wait_s})
         data["problems"] = self.problems
+        data["extra_tables"] = [{"heading": h, "header": hd, "rows": r} for h, hd, r in self.extra_tables]
         return data
 
 

@@ -162,6 +162,37 @@ pub fn spawn(fd: c_int) -> Result<(), &'static str> {
     })
 }
 
+/// Writes `msg` as the reason the capture in the ring memfd `fd` failed
+/// (for rprof to print), if its header can be mapped.
+pub fn report_failure(fd: c_int, msg: &str) {
+    if let Some(w) = Watch::open(fd) {
+        w.fail(msg);
+    }
+}
+
+/// Starts an agent that only watches the ring in memfd `fd` (which it then
+/// owns) for a capture that is already recording: a followed child's (see
+/// `crate::follow`). Without a thread, the capture still records; it then
+/// ends with the process.
+pub fn spawn_watching(fd: c_int) {
+    let Some(watch) = Watch::open(fd) else {
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd) };
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("rprof-agent".into())
+        .spawn(move || {
+            // SAFETY: the fd is ours; the mappings keep the ring.
+            unsafe { libc::close(fd) };
+            watch_until_stop(watch);
+        });
+    if spawned.is_err() {
+        // SAFETY: the closure (and the watch) is gone; the fd is ours.
+        unsafe { libc::close(fd) };
+    }
+}
+
 fn run(fd: c_int, watch: Watch) {
     let path = CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
     let started = start(&path, &watch);
@@ -170,6 +201,11 @@ fn run(fd: c_int, watch: Watch) {
     if !started {
         return;
     }
+    watch_until_stop(watch);
+}
+
+/// Polls the header until the capture must end, then ends it (GIL taken).
+fn watch_until_stop(watch: Watch) {
     // The reader is alive while its heartbeat counter moves; how long it
     // has not moved is measured on this process's own clock.
     let mut seen = watch.header().heartbeat.load(Relaxed);

@@ -784,7 +784,10 @@ fn with_local(f: impl FnOnce(&'static Api, &mut Local)) {
         // removes the inherited hooks.
         // SAFETY: hooks run on an attached thread.
         unsafe { crate::hooks::forget_in_child() };
-        return;
+        // A followed child records from this very event on.
+        if !ACTIVE.load(Relaxed) {
+            return;
+        }
     }
     // SAFETY: API is written only by `hooks::start` before any hook is
     // installed, and read-only while hooks run.

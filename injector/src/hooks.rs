@@ -6,7 +6,9 @@
 //!   `PyEval_SetProfile` on every thread that exists at start, and on every
 //!   thread `threading` starts later through a `threading.setprofile`
 //!   bootstrap that replaces itself with the native hook on its first event
-//!   (as yappi does). `_lsprof.c`'s `profiler_callback` is the model.
+//!   (as yappi does); if the program has not imported `threading` yet, the
+//!   bootstrap goes in when it does ([`crate::threads`]).
+//!   `_lsprof.c`'s `profiler_callback` is the model.
 //! * **monitoring** (3.12+): a `sys.monitoring` tool whose callbacks are
 //!   builtin functions implemented here. It sees every thread, including
 //!   threads started later and natively, and costs about half of
@@ -52,7 +54,7 @@ pub struct GilCell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for GilCell<T> {}
 
 impl<T> GilCell<T> {
-    const fn new(v: T) -> Self {
+    pub const fn new(v: T) -> Self {
         GilCell(UnsafeCell::new(v))
     }
 
@@ -177,6 +179,7 @@ struct Monitoring {
 }
 
 struct SetProfile {
+    /// `threading`, or NULL while its hooking is deferred (crate::threads).
     threading: PyObj,
     previous_thread_hook: PyObj,
     bootstrap: PyObj,
@@ -194,6 +197,9 @@ pub struct Capture {
     last_id: u32,
     monitoring: Option<Monitoring>,
     setprofile: Option<SetProfile>,
+    /// The announce channel when the capture started (closed when it
+    /// ends; see `crate::follow`).
+    channel: c_int,
 }
 
 /// Failure to start, with a message for the user.
@@ -222,9 +228,10 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     if api.version < (3, 8, 0) {
         return Err("CPython older than 3.8 is not supported");
     }
-    // A child forked from a recording parent that never ran a hook yet.
+    // A child forked from a recording parent that never ran a hook yet:
+    // this new capture replaces the inherited one.
     // SAFETY: GIL held.
-    unsafe { forget_in_child() };
+    unsafe { leave_parent(false) };
     // SAFETY: GIL held (caller); the borrow ends before any Python call.
     if unsafe { CAPTURE.get_ref() }.is_some() {
         return Err(ALREADY_RUNNING);
@@ -267,6 +274,7 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
             last_id: 0,
             monitoring: None,
             setprofile: None,
+            channel: crate::follow::channel(),
         });
         if api.free_threaded() {
             // Several threads record at once: each into a segment of its
@@ -362,6 +370,9 @@ pub unsafe fn stop() {
     }
     // SAFETY: GIL held.
     unsafe { cap.table.clear(api) };
+    // Children forked from now on are not profiled: nothing more to
+    // announce.
+    crate::follow::close_channel(cap.channel);
     drop(cap);
 }
 
@@ -385,7 +396,21 @@ pub fn after_fork_in_child() {
 /// # Safety
 /// GIL held.
 pub unsafe fn forget_in_child() {
+    // SAFETY: GIL held (caller).
+    unsafe { leave_parent(true) }
+}
+
+/// [`forget_in_child`]; with `follow`, a child with an announce channel is
+/// moved to a ring of its own instead (see [`follow_in_child`]).
+///
+/// # Safety
+/// GIL held.
+unsafe fn leave_parent(follow: bool) {
     if !FORKED_DIRTY.swap(false, Acquire) {
+        return;
+    }
+    // SAFETY: GIL held (caller).
+    if follow && crate::follow::following() && unsafe { follow_in_child() } {
         return;
     }
     // SAFETY: GIL held (caller); the capture is moved out before the
@@ -405,6 +430,83 @@ pub unsafe fn forget_in_child() {
     }
     // Unmaps the ring; the writer's Drop writes nothing.
     drop(cap);
+}
+
+/// With `--subprocesses` (an announce channel is set), in a forked child of
+/// a recording process: gives the child a ring of its own (see
+/// [`crate::follow`]), announces it, and moves the capture over to it: the
+/// hooks stay, the parent's ring is unmapped unwritten, the function table
+/// starts afresh, and an agent thread watches the new ring. Returns false,
+/// having changed nothing, if the ring could not be made or announced (the
+/// caller then removes the hooks).
+///
+/// # Safety
+/// GIL held.
+unsafe fn follow_in_child() -> bool {
+    // SAFETY: GIL held (caller); the capture is borrowed only while no
+    // Python code runs (table.clear only drops references to code objects
+    // and builtins, whose deallocation runs no Python code).
+    let (Some(api), Some(cap)) = (unsafe { API.get_ref() }.as_ref(), unsafe {
+        CAPTURE.get().as_mut()
+    }) else {
+        return false;
+    };
+    let parent = cap.writer.header();
+    let spec = crate::follow::RingSpec::of(parent);
+    let hook_used = parent.hook_used.load(Relaxed);
+    let fd = match crate::follow::create_ring(&spec) {
+        Ok(fd) => fd,
+        Err(e) => {
+            crate::follow::announce_failure(e);
+            return false;
+        }
+    };
+    if !crate::follow::announce(fd) {
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd) };
+        return false;
+    }
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    // SAFETY: the path names the ring we just made, mapped for as long as
+    // the writer lives.
+    let writer = match unsafe { Writer::open(&path) } {
+        Ok(w) => w,
+        Err(e) => {
+            crate::agent::report_failure(fd, e);
+            // SAFETY: the fd is ours.
+            unsafe { libc::close(fd) };
+            return false;
+        }
+    };
+    // SAFETY: GIL held; the parent's segment state is forgotten unwritten
+    // and the references of its table released.
+    unsafe {
+        crate::ft::forget_in_child(api);
+        cap.table.clear(api);
+    }
+    cap.table = Table::new();
+    cap.last_key = 0;
+    cap.last_id = 0;
+    // Unmaps the parent's ring (the writer's Drop writes nothing).
+    drop(core::mem::replace(&mut cap.writer, writer));
+    cap.writer.register();
+    let h = cap.writer.header();
+    h.python_version.store(api.version_hex(), Relaxed);
+    h.hook_used.store(hook_used, Relaxed);
+    h.threads_hooked.store(1, Relaxed);
+    cap.writer.marker(Kind::Start);
+    if api.free_threaded() {
+        crate::ft::begin(&cap.writer);
+    }
+    cap.writer
+        .header()
+        .shim_state
+        .store(state::RECORDING, Release);
+    GENERATION.fetch_add(1, Relaxed);
+    ACTIVE.store(true, Release);
+    // The agent owns the fd from here (and closes it).
+    crate::agent::spawn_watching(fd);
+    true
 }
 
 /// [`forget_in_child`] if this is a forked child that has not done it yet;
@@ -792,23 +894,33 @@ unsafe fn restore_profilers(api: &Api, fields: Option<ProfileFields>, previous: 
 unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<(), StartError> {
     // SAFETY: GIL held (caller); every object is NULL-checked.
     unsafe {
-        let threading = (api.import_module)(c"threading".as_ptr());
-        if threading.is_null() {
-            (api.err_clear)();
-            return Err("cannot import threading");
-        }
-        let mut previous = (api.getattr_string)(threading, c"_profile_hook".as_ptr());
-        if previous.is_null() {
-            (api.err_clear)();
-            previous = api.new_none();
-        }
         let bootstrap =
             (api.cfunction_new_ex)(def_ptr(BOOTSTRAP_DEF), ptr::null_mut(), ptr::null_mut());
         if bootstrap.is_null() {
             (api.err_clear)();
-            (api.py_decref)(previous);
-            (api.py_decref)(threading);
             return Err("cannot create the thread bootstrap");
+        }
+        // `threading` is used if the program imported it; otherwise it is
+        // hooked when the program imports it (crate::threads): importing
+        // it here would run Python code and I/O in the attach agent.
+        let threading = match crate::threads::loaded_module(api, c"threading") {
+            Some(t) => t,
+            None if crate::threads::defer(api, bootstrap) => ptr::null_mut(),
+            None => (api.import_module)(c"threading".as_ptr()),
+        };
+        if threading.is_null() && !crate::threads::deferred() {
+            (api.err_clear)();
+            (api.py_decref)(bootstrap);
+            return Err("cannot import threading");
+        }
+        let mut previous = if threading.is_null() {
+            ptr::null_mut()
+        } else {
+            (api.getattr_string)(threading, c"_profile_hook".as_ptr())
+        };
+        if previous.is_null() {
+            (api.err_clear)();
+            previous = api.new_none();
         }
         let fields = probe_offsets(api);
         let found = match fields {
@@ -822,7 +934,7 @@ unsafe fn install_setprofile(api: &Api, out: &mut Option<SetProfile>) -> Result<
             fields,
             previous: found,
         });
-        if !api.call_method(threading, c"setprofile", &[bootstrap]) {
+        if !threading.is_null() && !api.call_method(threading, c"setprofile", &[bootstrap]) {
             return Err("threading.setprofile failed");
         }
         set_profile_everywhere(api, Some(native_hook()), fields);
@@ -978,7 +1090,11 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
     unsafe {
         if let Some(sp) = setprofile {
             restore_profilers(api, sp.fields, sp.previous);
-            let current = (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr());
+            crate::threads::undefer(api);
+            let current = match sp.threading.is_null() {
+                true => ptr::null_mut(),
+                false => (api.getattr_string)(sp.threading, c"_profile_hook".as_ptr()),
+            };
             if current.is_null() {
                 (api.err_clear)();
             }
@@ -990,7 +1106,9 @@ unsafe fn uninstall(api: &Api, setprofile: Option<SetProfile>, monitoring: Optio
             }
             (api.py_decref)(sp.previous_thread_hook);
             (api.py_decref)(sp.bootstrap);
-            (api.py_decref)(sp.threading);
+            if !sp.threading.is_null() {
+                (api.py_decref)(sp.threading);
+            }
         }
         if let Some(mon) = monitoring {
             if !mon.tool.is_null() {
@@ -1232,11 +1350,15 @@ unsafe fn intern_descriptor(api: &Api, generation: u64, descr: PyObj, arg0: PyOb
 #[inline(always)]
 unsafe fn recording() -> Option<(&'static Api, u64)> {
     if !ACTIVE.load(Relaxed) {
-        if FORKED_DIRTY.load(Relaxed) {
-            // SAFETY: hooks run with the GIL held.
-            unsafe { forget_in_child() };
+        if !FORKED_DIRTY.load(Relaxed) {
+            return None;
         }
-        return None;
+        // SAFETY: hooks run with the GIL held.
+        unsafe { forget_in_child() };
+        // A followed child records from this very event on.
+        if !ACTIVE.load(Relaxed) {
+            return None;
+        }
     }
     let generation = GENERATION.load(Relaxed);
     // SAFETY: hooks run with the GIL held; API is only written by start()

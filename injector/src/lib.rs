@@ -15,10 +15,12 @@
 pub mod agent;
 pub mod api;
 pub mod callback;
+pub mod follow;
 pub mod ft;
 pub mod hooks;
 pub mod intern;
 pub mod ring;
+pub mod threads;
 
 use core::ffi::{c_char, c_int, CStr};
 use std::sync::Once;
@@ -50,12 +52,7 @@ pub unsafe extern "C" fn rprof_start(path: *const c_char) -> c_int {
         set_error("no ring path given");
         return -1;
     }
-    ATFORK.call_once(|| {
-        // SAFETY: registering a handler that only stores to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-        // SAFETY: registering a handler that only does an atomic publish.
-        unsafe { libc::atexit(at_exit) };
-    });
+    register_handlers();
     // SAFETY: path is a valid C string (caller); GIL held (caller).
     match unsafe { hooks::start(CStr::from_ptr(path), false) } {
         Ok(()) => 0,
@@ -85,27 +82,27 @@ pub unsafe extern "C" fn rprof_stop() -> c_int {
 /// end of the capture. Returns 0 once the thread is started, -1 if it
 /// could not be (the ring header then says why, when it could be mapped).
 ///
+/// `announce_fd`, if not -1, is the announce channel (a `SOCK_SEQPACKET`
+/// socket whose peer is rprof): children forked from now on are profiled
+/// into rings of their own (see [`follow`]). The shim owns it.
+///
 /// This runs on a thread of the target that `rprof attach` borrowed at a
 /// safe point; it touches neither Python nor the GIL, and returns at once.
 /// errno is left as it was.
 ///
 /// # Safety
 /// `ring_fd` is an open memfd holding a ring created by rprof; the shim
-/// takes ownership of both fds.
+/// takes ownership of the three fds.
 #[no_mangle]
-pub unsafe extern "C" fn rprof_attach(ring_fd: c_int, shim_fd: c_int) -> c_int {
+pub unsafe extern "C" fn rprof_attach(ring_fd: c_int, shim_fd: c_int, announce_fd: c_int) -> c_int {
     // SAFETY: __errno_location returns this thread's errno.
     let saved_errno = unsafe { *libc::__errno_location() };
     if shim_fd >= 0 {
         // SAFETY: the fd is ours (caller); the mapping keeps the library.
         unsafe { libc::close(shim_fd) };
     }
-    ATFORK.call_once(|| {
-        // SAFETY: registering a handler that only stores to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-        // SAFETY: registering a handler that only does an atomic publish.
-        unsafe { libc::atexit(at_exit) };
-    });
+    register_handlers();
+    follow::set_channel(announce_fd);
     let r = match agent::spawn(ring_fd) {
         Ok(()) => 0,
         Err(e) => {
@@ -116,6 +113,91 @@ pub unsafe extern "C" fn rprof_attach(ring_fd: c_int, shim_fd: c_int) -> c_int {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
     r
+}
+
+fn register_handlers() {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a handler that only stores to atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: registering a handler that only does an atomic publish.
+        unsafe { libc::atexit(at_exit) };
+    });
+}
+
+/// `rprof run --subprocesses`: connects to rprof's announce socket named
+/// in `spec` (see [`follow::RingSpec::parse`]), so that children this
+/// process forks are profiled. Returns 0, or -1 (not followed).
+///
+/// # Safety
+/// `spec` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rprof_follow(spec: *const c_char) -> c_int {
+    if spec.is_null() {
+        return -1;
+    }
+    // SAFETY: NUL-terminated (caller).
+    let spec = unsafe { CStr::from_ptr(spec) }.to_bytes();
+    match follow::RingSpec::parse(spec) {
+        Some((name, _)) if follow::connect(name) => 0,
+        _ => {
+            set_error("cannot reach rprof's announce socket");
+            -1
+        }
+    }
+}
+
+/// A Python started by a profiled process (`exec`): connects to rprof as
+/// [`rprof_follow`] does, makes a ring of its own with the settings in
+/// `spec`, announces it, starts the capture and an agent that watches it.
+/// Returns 0, or -1 with the reason in `rprof_last_error()` (nothing is
+/// left installed then).
+///
+/// # Safety
+/// `spec` is a NUL-terminated string; the caller holds the GIL.
+#[no_mangle]
+pub unsafe extern "C" fn rprof_start_child(spec: *const c_char) -> c_int {
+    if spec.is_null() {
+        return -1;
+    }
+    register_handlers();
+    // SAFETY: NUL-terminated (caller).
+    let spec = unsafe { CStr::from_ptr(spec) }.to_bytes();
+    let Some((name, ring)) = follow::RingSpec::parse(spec) else {
+        set_error("malformed RPROF_FOLLOW");
+        return -1;
+    };
+    if !follow::connect(name) {
+        set_error("cannot reach rprof's announce socket (rprof has exited?)");
+        return -1;
+    }
+    let fd = match follow::create_ring(&ring) {
+        Ok(fd) => fd,
+        Err(e) => {
+            set_error(e);
+            return -1;
+        }
+    };
+    if !follow::announce(fd) {
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd) };
+        set_error("cannot announce the ring to rprof");
+        return -1;
+    }
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    // SAFETY: GIL held (caller); the path names our ring.
+    match unsafe { hooks::start(&path, false) } {
+        Ok(()) => {
+            agent::spawn_watching(fd);
+            0
+        }
+        Err(e) => {
+            agent::report_failure(fd, e);
+            // SAFETY: the fd is ours.
+            unsafe { libc::close(fd) };
+            set_error(e);
+            -1
+        }
+    }
 }
 
 static LAST_ERROR: std::sync::Mutex<[u8; 256]> = std::sync::Mutex::new([0; 256]);

@@ -215,6 +215,13 @@ impl Writer {
         })
     }
 
+    /// Makes this writer the one [`publish_written`] publishes for (after
+    /// the writer it replaced, in a forked child, was dropped).
+    pub fn register(&self) {
+        WRITTEN.store(self.head, Release);
+        HEADER.store(self.header, Release);
+    }
+
     /// The whole mapping (header, data area, segments) and the clock and
     /// full-ring policy in use, for the per-thread segment writers.
     pub fn mapping(&self) -> (*mut u8, usize, Clock, FullPolicy) {
@@ -594,6 +601,7 @@ impl Writer {
     fn publish(&mut self, words: u64) {
         self.head = self.head.wrapping_add(words);
         WRITTEN.store(self.head, Release);
+        self.header().written.store(self.head, Release);
         if self.head.wrapping_sub(self.published) >= PUBLISH_WORDS {
             self.flush();
         }

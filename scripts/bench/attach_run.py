@@ -1,6 +1,6 @@
 """Runs a benchmark workload under `rprof attach`, for scripts/bench.py.
 
-    python attach_run.py RPROF PYTHON OUTFILE SCRIPT [ARGS...]
+    python attach_run.py [--rprof-arg=ARG]... RPROF PYTHON OUTFILE SCRIPT [ARGS...]
 
 Starts PYTHON on a tiny launcher that prints "ready" and waits for one
 byte on stdin; attaches `RPROF attach PID -o OUTFILE` to it; once rprof
@@ -27,15 +27,19 @@ runpy.run_path(script, run_name="__main__")
 
 
 def main():
-    rprof, python, outfile, script = sys.argv[1:5]
-    args = sys.argv[5:]
+    argv = sys.argv[1:]
+    extra = []
+    while argv and argv[0].startswith("--rprof-arg="):
+        extra.append(argv.pop(0)[len("--rprof-arg="):])
+    rprof, python, outfile, script = argv[:4]
+    args = argv[4:]
     target = subprocess.Popen([python, "-c", LAUNCHER, script] + args,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     rp = None
     try:
         if target.stdout.readline().strip() != b"ready":
             sys.exit("attach_run: the launcher did not start")
-        rp = subprocess.Popen([rprof, "attach", str(target.pid), "-o", outfile],
+        rp = subprocess.Popen([rprof, "attach", str(target.pid), "-o", outfile] + extra,
                               stderr=subprocess.PIPE)
         err = []
         for line in rp.stderr:

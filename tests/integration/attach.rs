@@ -1058,6 +1058,48 @@ fn threads_started_after_attach_are_profiled() {
     }
 }
 
+/// A target that has not imported `threading` when rprof attaches: the
+/// attach must not import it (that took 130-156 ms on busy targets), and a
+/// thread the target starts after importing it must still be profiled from
+/// its first call, with the setprofile hook on every interpreter; detaching
+/// must leave `_thread` and `threading` as they were.
+#[test]
+fn threads_started_after_a_late_import_of_threading_are_profiled() {
+    let mut deferred = 0;
+    for py in util::interpreters() {
+        let ctx = format!("late_import_thread.py on {} (hook setprofile)", py.label());
+        let mut t = start_with(&py.path, &py.label(), "late_import_thread.py", &[], false);
+        // `ready late`: threading was not imported at attach.
+        deferred += usize::from(t.expect_out("ready", READY).contains("late"));
+        let mut r = rprof_attach(t.pid, &["-s", "calls", "--hook", "setprofile"]);
+        r.expect_err("rprof: attached to PID", READY);
+        signal(t.pid, "USR1");
+        t.expect_out("late done", READY);
+        signal(r.pid, "INT");
+        let out = r.outcome();
+        assert_attached_ok(&out, &t, py, &ctx);
+        assert!(
+            out.stdout.lines().any(|l| {
+                l.ends_with("(late_leaf)") && l.split_whitespace().next() == Some("300")
+            }),
+            "{ctx}: late_leaf should have 300 calls\n{}",
+            out.describe()
+        );
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains("late_import_thread.py:") && l.ends_with("(late_worker)")),
+            "{ctx}: late_worker is not in the table\n{}",
+            out.describe()
+        );
+        t.finish_ok(&ctx);
+    }
+    assert!(
+        deferred > 0,
+        "no interpreter ran late_import_thread.py without threading imported at attach"
+    );
+}
+
 #[test]
 fn targets_own_profile_functions_are_restored() {
     let dir = tempfile::tempdir().unwrap();

@@ -455,6 +455,20 @@ fn container(script: &str, extra: &[&Path], dir: &Path) -> (Started, u32) {
     (t, host_pid)
 }
 
+/// `rprof attach` from the host for one second into `prof`, then ends the
+/// target; asserts success and a profile of the service.
+fn attach_from_the_host(t: Started, host_pid: u32, prof: &Path, ctx: &str) {
+    assert_attach_works(
+        rprof()
+            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
+            .arg(prof),
+        prof,
+        host_pid,
+        ctx,
+    );
+    t.end();
+}
+
 /// `rprof attach` for one second into `prof`; asserts success and a
 /// profile of the service.
 fn assert_attach_works(cmd: &mut Command, prof: &Path, host_pid: u32, ctx: &str) {
@@ -509,16 +523,12 @@ fn attach_from_the_host_into_a_container_with_noexec_shm() {
             && text.contains("noexec"),
         "doctor does not describe the target's /dev/shm:\n{text}"
     );
-    let prof = dir.path().join("host.prof");
-    assert_attach_works(
-        rprof()
-            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
-            .arg(&prof),
-        &prof,
+    attach_from_the_host(
+        t,
         host_pid,
+        &dir.path().join("host.prof"),
         "host -> container (noexec /dev/shm)",
     );
-    t.end();
 }
 
 /// A sidecar (`docker run --pid=container:X`, `kubectl debug --target`):
@@ -560,16 +570,40 @@ fn attach_into_a_target_with_another_root() {
     let theirs = std::fs::metadata(format!("/proc/{host_pid}/root/tmp")).unwrap();
     let ours = std::fs::metadata("/tmp").unwrap();
     assert_ne!(theirs.dev(), ours.dev(), "the target's /tmp is the host's");
-    let prof = dir.path().join("pivot.prof");
-    assert_attach_works(
-        rprof()
-            .args(["attach", &host_pid.to_string(), "-d", "1", "-o"])
-            .arg(&prof),
-        &prof,
+    attach_from_the_host(
+        t,
         host_pid,
+        &dir.path().join("pivot.prof"),
         "host -> target with another root",
     );
-    t.end();
+}
+
+/// A target in a plain `chroot` (no `pivot_root`): its maps, read from
+/// the host, name files relative to the host's root (`NEWROOT/usr/...`),
+/// which `/proc/PID/root` would prefix a second time. rprof reads the
+/// files the target mapped through `/proc/PID/map_files` instead.
+#[test]
+fn attach_into_a_chrooted_target() {
+    let dir = scratch();
+    let new_root = dir.path().join("root");
+    std::fs::create_dir(&new_root).unwrap();
+    let script = "exec unshare -m --propagation private sh -c \
+        'set -e; mount --rbind / \"$3\"; \
+         exec chroot \"$3\" \"$0\" -c \"$1\" \"$2\"' \"$0\" \"$1\" \"$2\" \"$3\"";
+    let (t, host_pid) = container(script, &[&new_root], dir.path());
+    let maps = std::fs::read_to_string(format!("/proc/{host_pid}/maps")).unwrap();
+    let root = new_root.to_str().unwrap();
+    assert!(
+        maps.lines()
+            .any(|l| l.contains(&format!("{root}/")) && l.contains("libc")),
+        "the chrooted target's maps do not show host-relative paths:\n{maps}"
+    );
+    attach_from_the_host(
+        t,
+        host_pid,
+        &dir.path().join("chroot.prof"),
+        "host -> chrooted target",
+    );
 }
 
 // -------------------------------------------------------------- wheel

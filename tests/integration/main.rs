@@ -11,9 +11,12 @@
 mod adversarial_attach;
 mod adversarial_shim;
 mod attach;
+mod bench;
 mod cli;
 mod differential;
 mod dist;
 mod formats;
 mod free_threaded;
+mod subprocesses_attach;
+mod subprocesses_run;
 mod util;

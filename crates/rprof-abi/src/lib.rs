@@ -233,9 +233,19 @@ pub struct Header {
 
     /// NUL-terminated UTF-8 reason when `shim_state` is [`state::FAILED`].
     pub error: [u8; ERROR_BYTES],
+
+    /// Everything below this cursor is written, published or not (shim).
+    /// The shim publishes [`head`](Self::head) in batches; this copy, on a
+    /// cache line the reader leaves alone while the writer lives, lets the
+    /// reader take the last batch of a process that exited without
+    /// publishing it (`os._exit` in a `multiprocessing` worker). Only read
+    /// once the writing process is gone; untrusted like `head`.
+    pub written: AtomicU64,
+    _pad3: [u8; 56],
 }
 
-const _: () = assert!(size_of::<Header>() == 448);
+const _: () = assert!(size_of::<Header>() == 512);
+const _: () = assert!(core::mem::offset_of!(Header, written) == 448);
 const _: () = assert!(size_of::<Header>() <= HEADER_BYTES);
 const _: () = assert!(core::mem::offset_of!(Header, head) == 64);
 const _: () = assert!(core::mem::offset_of!(Header, tail) == 128);
@@ -281,6 +291,8 @@ impl Header {
             command: AtomicU32::new(command::RUN),
             _pad2: [0; 44],
             error: [0; ERROR_BYTES],
+            written: AtomicU64::new(0),
+            _pad3: [0; 56],
         }
     }
 

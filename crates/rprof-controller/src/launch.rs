@@ -38,6 +38,9 @@ pub struct Launch {
     pub target: Target,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// `--subprocesses`: the environment that makes children announce
+    /// their rings ([`crate::follow::Children::env`]).
+    pub follow_env: Vec<(OsString, OsString)>,
 }
 
 /// Exit status the bootstrap uses when the shim cannot start.
@@ -84,6 +87,10 @@ def _rprof_main():
         sys.modules["__main__"] = main
         globs = main.__dict__
     loaded = set(sys.modules) - before
+    os.environ.pop("RPROF_FOLLOW_MAIN", None)  # for children: they are not the main process
+    follow = os.environ.get("RPROF_FOLLOW")
+    if follow and lib.rprof_follow(os.fsencode(follow)) != 0:
+        sys.stderr.write("rprof: warning: cannot follow the children of PID %d: rprof's socket is unreachable\n" % os.getpid())
     if start(os.fsencode(ring)) != 0:
         buf = ctypes.create_string_buffer(256)
         last_error(buf, 256)
@@ -92,7 +99,8 @@ def _rprof_main():
         os._exit(SHIM_FAILED_EXIT)
     # What only this bootstrap needed (ctypes and its helpers) is taken out
     # of sys.modules, so that the program finds what plain python has. What
-    # the shim imported for its hook (threading, with setprofile) stays.
+    # the shim imported for its hook (threading, with setprofile on a
+    # free-threaded build) stays.
     for name in loaded:
         sys.modules.pop(name, None)
     # From 3.13 on, `python -c` imports linecache (to show -c source in
@@ -136,14 +144,26 @@ impl Launch {
             Target::Module(m) => ("module", m.into()),
         };
         let code = BOOTSTRAP.replace("SHIM_FAILED_EXIT", &SHIM_FAILED_EXIT.to_string());
-        Command::new(&self.python)
-            .arg("-c")
+        let mut cmd = Command::new(&self.python);
+        if self.follow_env.is_empty() {
+            // Not following: an outer `rprof run --subprocesses` must not
+            // pick up this one's processes through the bootstrap.
+            for var in [
+                crate::follow::ENV_SPEC,
+                crate::follow::ENV_SHIM,
+                crate::follow::ENV_MAIN,
+            ] {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.arg("-c")
             .arg(code)
             .arg(shim)
             .arg(ring)
             .arg(mode)
             .arg(target)
             .args(&self.args)
+            .envs(self.follow_env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .map_err(|e| ControllerError::Python {
                 python: self.python.to_string_lossy().into_owned(),

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod attach;
+pub mod follow;
 pub mod launch;
 pub mod shim;
 pub mod signals;

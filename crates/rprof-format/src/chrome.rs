@@ -87,17 +87,38 @@ pub fn write_chrome_trace(
 ) -> Result<(), FormatError> {
     validate::check(paths)?;
     let mut w = BufWriter::new(w);
-    let pid = options.pid;
+    // A merged profile's threads carry their own process.
+    let pid_of = |t: &rprof_stats::ThreadPaths| t.process.as_ref().map_or(options.pid, |p| p.pid);
     let labels: Vec<String> = paths.functions.iter().map(frame_label).collect();
 
     w.write_all(b"{\"traceEvents\":[\n")?;
-    write!(
-        w,
-        "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{pid},\"tid\":0,\"args\":{{\"name\":"
-    )?;
-    json::string(&mut w, options.process_name.as_deref().unwrap_or("python"))?;
-    w.write_all(b"}}")?;
+    let mut processes: Vec<(u32, &str)> = Vec::new();
+    if paths.threads.is_empty() || paths.threads.iter().any(|t| t.process.is_none()) {
+        processes.push((
+            options.pid,
+            options.process_name.as_deref().unwrap_or("python"),
+        ));
+    }
+    for t in &paths.threads {
+        if let Some(p) = &t.process {
+            if !processes.iter().any(|(pid, _)| *pid == p.pid) {
+                processes.push((p.pid, &p.label));
+            }
+        }
+    }
+    for (i, (pid, name)) in processes.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",\n")?;
+        }
+        write!(
+            w,
+            "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{pid},\"tid\":0,\"args\":{{\"name\":"
+        )?;
+        json::string(&mut w, name)?;
+        w.write_all(b"}}")?;
+    }
     for (i, thread) in paths.threads.iter().enumerate() {
+        let pid = pid_of(thread);
         let tid = thread.tid;
         let name = match thread.name.as_deref() {
             Some(name) if !name.is_empty() => name.to_string(),
@@ -117,6 +138,7 @@ pub fn write_chrome_trace(
 
     let mut last_end: Option<(i64, u64)> = None;
     for thread in &paths.threads {
+        let pid = pid_of(thread);
         let tid = thread.tid;
         let mut at = 0i64;
         // Rounded start of each call, so that its end is rounded from the
@@ -153,6 +175,11 @@ pub fn write_chrome_trace(
     let t = paths.truncation;
     if t.spans_dropped > 0 {
         let (ts, tid) = last_end.unwrap_or((0, paths.threads.first().map_or(0, |t| t.tid)));
+        let pid = paths
+            .threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .map_or(options.pid, pid_of);
         write!(
             w,
             ",\n{{\"name\":\"rprof: timeline truncated ({} calls not recorded)\",\"cat\":\"rprof\",\
@@ -199,6 +226,7 @@ mod tests {
             ],
             threads: vec![ThreadPaths {
                 tid: 7,
+                process: None,
                 name: Some("MainThread".into()),
                 nodes: vec![],
                 spans: vec![
@@ -241,6 +269,48 @@ mod tests {
              ],\"displayTimeUnit\":\"ms\",\"otherData\":{\"exporter\":\"rprof\",\"spans_dropped\":4,\
              \"depth_folded\":0,\"node_folded\":0,\"duration_seconds\":0.003,\"warning\":\
              \"timeline truncated: calls that ended after the last recorded one are missing\"}}\n"
+        );
+    }
+
+    #[test]
+    fn merged_processes_keep_their_pids() {
+        let thread = |tid: u64, pid: u32| ThreadPaths {
+            tid,
+            process: Some(rprof_stats::ProcessTag {
+                pid,
+                label: format!("worker (pid {pid})"),
+            }),
+            name: Some("MainThread".into()),
+            nodes: vec![],
+            spans: vec![Span {
+                func: 0,
+                start: 0.0,
+                end: 0.001,
+                depth: 0,
+            }],
+        };
+        let paths = CallPaths {
+            functions: vec![Function::python("/srv/app.py", 1, "main")],
+            threads: vec![thread(10, 10), thread(11, 10), thread(20, 20)],
+            truncation: Truncation::default(),
+            duration: 0.001,
+        };
+        let mut out = Vec::new();
+        write_chrome_trace(&paths, &ChromeTrace::new(1), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with(
+            "{\"traceEvents\":[\n\
+             {\"name\":\"process_name\",\"ph\":\"M\",\"pid\":10,\"tid\":0,\"args\":{\"name\":\"worker (pid 10)\"}},\n\
+             {\"name\":\"process_name\",\"ph\":\"M\",\"pid\":20,\"tid\":0,\"args\":{\"name\":\"worker (pid 20)\"}},\n"
+        ), "{out}");
+        assert!(!out.contains("\"pid\":1,"), "{out}");
+        assert!(
+            out.contains("\"pid\":10,\"tid\":11,\"args\":{\"file\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("\"pid\":20,\"tid\":20,\"args\":{\"file\""),
+            "{out}"
         );
     }
 }

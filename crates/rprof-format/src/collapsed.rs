@@ -167,8 +167,15 @@ fn for_each_line(
     let mut line = String::new();
     let mut values = values.into_iter();
     for thread in &paths.threads {
-        let thread_frame =
-            sanitize_frame(&thread_label(thread.tid, thread.name.as_deref())).into_owned();
+        let mut thread_frame = String::new();
+        if let Some(p) = &thread.process {
+            thread_frame.push_str(&sanitize_frame(&p.label));
+            thread_frame.push(';');
+        }
+        thread_frame.push_str(&sanitize_frame(&thread_label(
+            thread.tid,
+            thread.name.as_deref(),
+        )));
         for (i, value) in (0..thread.nodes.len()).zip(values.by_ref()) {
             if value == 0 {
                 continue;
@@ -216,6 +223,7 @@ mod tests {
             threads: vec![
                 ThreadPaths {
                     tid: 1,
+                    process: None,
                     name: Some("Main\nThread".into()),
                     nodes: vec![
                         node(0, None, 1, 0.000_000_7),
@@ -226,6 +234,7 @@ mod tests {
                 },
                 ThreadPaths {
                     tid: 2,
+                    process: None,
                     name: None,
                     nodes: vec![node(1, None, 0, 0.0)],
                     spans: vec![],
@@ -253,6 +262,19 @@ mod tests {
             "Main?Thread (tid 1);main (/srv/a,b/app.py:1) 1\n\
              Main?Thread (tid 1);main (/srv/a,b/app.py:1);<built-in method builtins.len> 3\n\
              Main?Thread (tid 1);main (/srv/a,b/app.py:1);main (/srv/a,b/app.py:1) 2\n"
+        );
+    }
+
+    #[test]
+    fn a_process_is_a_frame_above_its_threads() {
+        let mut paths = paths();
+        paths.threads[0].process = Some(rprof_stats::ProcessTag {
+            pid: 42,
+            label: "gunicorn: worker [app;x] (pid 42)".into(),
+        });
+        assert_eq!(
+            collapsed_lines(&paths, Metric::Calls).unwrap()[0],
+            "gunicorn: worker [app,x] (pid 42);Main?Thread (tid 1);main (/srv/a,b/app.py:1) 1"
         );
     }
 

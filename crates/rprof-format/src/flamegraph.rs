@@ -124,8 +124,13 @@ fn palette(paths: &CallPaths) -> PaletteMap {
     }
     for thread in &paths.threads {
         let label = sanitize_frame(&thread_label(thread.tid, thread.name.as_deref())).into_owned();
-        let color = color(&label, Kind::Thread);
-        map.insert(label, color);
+        let c = color(&label, Kind::Thread);
+        map.insert(label, c);
+        if let Some(p) = &thread.process {
+            let label = sanitize_frame(&p.label).into_owned();
+            let c = color(&label, Kind::Thread);
+            map.insert(label, c);
+        }
     }
     map
 }
@@ -212,6 +217,7 @@ mod tests {
             functions: vec![Function::python("/srv/app.py", 1, "main")],
             threads: vec![ThreadPaths {
                 tid: 1,
+                process: None,
                 name: Some("MainThread".into()),
                 nodes: vec![PathNode {
                     func: 0,

@@ -21,6 +21,11 @@
 //!   text in braces).
 //! * Threads: Python's name and the native thread id,
 //!   `MainThread (tid 4242)`, or `Thread 4242` if the name was not learned.
+//! * Processes, in a profile merged from several (`--subprocesses`): the
+//!   [`ProcessTag`](rprof_stats::ProcessTag)'s label, one frame above the
+//!   thread (collapsed stacks, flame graphs), or before it in the name of a
+//!   speedscope profile or pprof's `thread` label; Chrome traces give each
+//!   process its own `pid`.
 //!
 //! Two different functions can end up with the same label (the same module
 //! installed in two environments, say); the formats that key frames by label
@@ -177,6 +182,27 @@ pub fn thread_label(tid: u64, name: Option<&str>) -> String {
     match name {
         Some(name) if !name.is_empty() => format!("{name} (tid {tid})"),
         _ => format!("Thread {tid}"),
+    }
+}
+
+/// A thread's label with its process's in front, `PROCESS / THREAD`, for
+/// formats that name a thread with one string; just the thread's label in
+/// a single-process profile.
+///
+/// ```
+/// use rprof_format::labels::full_thread_label;
+/// use rprof_stats::{ProcessTag, ThreadPaths};
+///
+/// let mut t = ThreadPaths { tid: 7, name: Some("MainThread".into()), nodes: vec![], spans: vec![], process: None };
+/// assert_eq!(full_thread_label(&t), "MainThread (tid 7)");
+/// t.process = Some(ProcessTag { pid: 7, label: "worker (pid 7)".into() });
+/// assert_eq!(full_thread_label(&t), "worker (pid 7) / MainThread (tid 7)");
+/// ```
+pub fn full_thread_label(thread: &rprof_stats::ThreadPaths) -> String {
+    let t = thread_label(thread.tid, thread.name.as_deref());
+    match &thread.process {
+        Some(p) => format!("{} / {t}", p.label),
+        None => t,
     }
 }
 

@@ -38,7 +38,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use rprof_stats::{CallPaths, FuncId};
 
-use crate::labels::{frame_label, thread_label};
+use crate::labels::{frame_label, full_thread_label};
 use crate::round::apportion;
 use crate::{validate, FormatError, ProfileData, ProfileWriter};
 
@@ -97,7 +97,7 @@ pub(crate) fn encode(paths: &CallPaths) -> Result<Vec<u8>, FormatError> {
     let mut sample = Vec::new();
     let mut packed = Vec::new();
     for thread in &paths.threads {
-        let label = strings.get(&thread_label(thread.tid, thread.name.as_deref()));
+        let label = strings.get(&full_thread_label(thread));
         for (i, wall_ns) in (0..thread.nodes.len()).zip(walls.by_ref()) {
             let node = &thread.nodes[i];
             if node.calls == 0 && wall_ns == 0 {

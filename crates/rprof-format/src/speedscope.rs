@@ -31,7 +31,7 @@ use std::io::{BufWriter, Write};
 use rprof_stats::{CallPaths, FuncId, ThreadPaths};
 
 use crate::json;
-use crate::labels::{frame_label, thread_label};
+use crate::labels::{frame_label, full_thread_label};
 use crate::timeline::{edges, Edge};
 use crate::{validate, FormatError, ProfileData, ProfileWriter};
 
@@ -156,7 +156,7 @@ fn file_name(paths: &CallPaths, options: &Speedscope, evented: bool) -> String {
 
 fn profile_header(out: &mut Vec<u8>, thread: &ThreadPaths, kind: &str) -> std::io::Result<()> {
     write!(out, "{{\"type\":\"{kind}\",\"name\":")?;
-    json::string(out, &thread_label(thread.tid, thread.name.as_deref()))?;
+    json::string(out, &full_thread_label(thread))?;
     out.write_all(b",\"unit\":\"seconds\",\"startValue\":0")
 }
 
@@ -249,6 +249,7 @@ mod tests {
             ],
             threads: vec![ThreadPaths {
                 tid: 7,
+                process: None,
                 name: None,
                 nodes: vec![
                     PathNode {

@@ -61,6 +61,10 @@ pub struct TableOptions {
     /// Like `Stats.print_stats(limit)`: print only the first `limit` rows
     /// (and say so), if there are more.
     pub limit: Option<usize>,
+    /// A line printed above the totals, followed by an empty line, where
+    /// pstats prints the names of the files it loaded: rprof says there
+    /// how many processes a merged profile adds up.
+    pub header: Option<String>,
 }
 
 impl Default for TableOptions {
@@ -71,6 +75,7 @@ impl Default for TableOptions {
             strip_dirs: true,
             sort: vec![SortKey::Stdname],
             limit: None,
+            header: None,
         }
     }
 }
@@ -187,6 +192,10 @@ pub fn render_table(profile: &Profile, options: &TableOptions) -> String {
     }
 
     let mut out = String::with_capacity(256 + rows.len() * 100);
+    if let Some(h) = &options.header {
+        out.push_str(h);
+        out.push_str("\n\n");
+    }
     let _ = write!(out, "         {total_calls} function calls ");
     if total_calls != primitive_calls {
         let _ = write!(out, "({primitive_calls} primitive calls) ");

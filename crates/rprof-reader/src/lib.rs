@@ -38,7 +38,7 @@ pub use stream::Stream;
 
 use rprof_abi::{state, Clock, Hook};
 use rprof_stats::{CallPaths, PathLimits, Profile};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Errors of the reader.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +313,19 @@ impl Session {
                 Err(e)
             }
         }
+    }
+
+    /// For a process that is gone: makes the records it wrote but had not
+    /// published yet (its last batch, see `Header::written`) readable, and
+    /// reads them. Call only once the writer cannot write any more.
+    pub fn take_unpublished(&mut self) {
+        let h = self.ring.header();
+        let written = h.written.load(Acquire);
+        let head = h.head.load(Acquire);
+        if written > head && written.wrapping_sub(self.tail) <= self.ring.capacity() {
+            h.head.store(written, Release);
+        }
+        while self.drain().unwrap_or(0) > 0 {}
     }
 
     /// Ends the capture: frames still open are closed at the last recorded

@@ -33,6 +33,9 @@ pub struct RingConfig {
     pub flags: u32,
 }
 
+/// The largest ring a child may announce (16 GiB).
+pub const MAX_ANNOUNCED_BYTES: u64 = 16 << 30;
+
 /// A mapped ring file.
 pub struct Ring {
     map: MmapMut,
@@ -132,6 +135,69 @@ impl Ring {
         Ok(ring)
     }
 
+    /// Takes over a ring a profiled child made itself and announced
+    /// (`--subprocesses`; see `rprof_controller::follow`). Its header was
+    /// written by the child, so nothing in it is trusted: the file must be
+    /// sealed against shrinking and growing (so the mapping cannot fault),
+    /// exactly as large as its header says, at most [`MAX_ANNOUNCED_BYTES`],
+    /// and the layout is read once here and never again from the header.
+    pub fn open_announced(file: File, path: &Path) -> Result<Ring, ReaderError> {
+        let bad = |why: &str| {
+            ReaderError::io(
+                format!("refusing {}", path.display()),
+                std::io::Error::other(why.to_string()),
+            )
+        };
+        // SAFETY: fcntl on an fd we own.
+        let seals =
+            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GET_SEALS) };
+        let need = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+        if seals < 0 || seals & need != need {
+            return Err(bad("the ring is not sealed against resizing"));
+        }
+        let len = file
+            .metadata()
+            .map_err(|e| ReaderError::io(format!("cannot size {}", path.display()), e))?
+            .len();
+        if len < HEADER_BYTES as u64 || len > MAX_ANNOUNCED_BYTES {
+            return Err(bad("the ring has an impossible size"));
+        }
+        // SAFETY: the file cannot change size (sealed); the child writes
+        // into it concurrently, but we only copy words out and read the
+        // header's plain fields once, below.
+        let map = unsafe { MmapMut::map_mut(&file) }
+            .map_err(|e| ReaderError::io(format!("cannot map {}", path.display()), e))?;
+        // SAFETY: the map is page aligned and at least HEADER_BYTES long.
+        let h = unsafe { &*map.as_ptr().cast::<Header>() };
+        let (words, segments, segment_words) = (h.capacity_words, h.segments, h.segment_words);
+        if h.validate(len as usize).is_err()
+            || rprof_abi::file_bytes(words, segments, segment_words) != Some(len as usize)
+            || h.capacity_words != words
+            || h.segments != segments
+            || h.segment_words != segment_words
+        {
+            return Err(bad("the ring's header does not describe it"));
+        }
+        let ring = Ring {
+            map,
+            path: path.to_path_buf(),
+            capacity: words,
+            segments,
+            segment_words,
+            _file: file,
+        };
+        ring.heartbeat();
+        Ok(ring)
+    }
+
+    /// Byte offset of segment `i`, from the layout read once (never from
+    /// the shared header, which the other side could rewrite).
+    fn segment_offset(&self, i: u32) -> usize {
+        HEADER_BYTES
+            + self.capacity as usize * 8
+            + i as usize * (SEGMENT_HEADER_BYTES + self.segment_words as usize * 8)
+    }
+
     /// Where the ring file is.
     pub fn path(&self) -> &Path {
         &self.path
@@ -187,7 +253,7 @@ impl Ring {
     /// at any time.
     pub fn segment(&self, i: u32) -> &SegmentHeader {
         assert!(i < self.segments);
-        let off = self.header().segment_offset(i);
+        let off = self.segment_offset(i);
         // SAFETY: `create` sized the file for `segments` segments, each a
         // 64-byte aligned SegmentHeader (offsets are multiples of 64: the
         // header area, the data area and each segment are) followed by its
@@ -204,7 +270,7 @@ impl Ring {
         out: &mut Vec<u64>,
     ) -> Result<u64, ReaderError> {
         let head = self.segment(i).head.load(Acquire);
-        let off = self.header().segment_offset(i) + SEGMENT_HEADER_BYTES;
+        let off = self.segment_offset(i) + SEGMENT_HEADER_BYTES;
         // SAFETY: the segment's data area, segment_words words, starts at
         // `off` inside the mapping (see `segment`).
         let data = unsafe { self.map.as_ptr().add(off).cast::<u64>() };

@@ -32,10 +32,12 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+mod merge;
 pub mod paths;
 
 pub use aggregate::{limits, Aggregator, Refused};
-pub use paths::{CallPaths, PathLimits, PathNode, Span, ThreadPaths, Truncation};
+pub use merge::{merge_paths, merge_profiles};
+pub use paths::{CallPaths, PathLimits, PathNode, ProcessTag, Span, ThreadPaths, Truncation};
 
 /// A profiled function, keyed exactly as cProfile keys it in a `.prof` file:
 /// `(filename, firstlineno, funcname)` for Python code and

@@ -98,6 +98,22 @@ pub struct ThreadPaths {
     pub nodes: Vec<PathNode>,
     /// Completed calls in the order they ended (only with a timeline).
     pub spans: Vec<Span>,
+    /// The process the thread belongs to, in a profile merged from several
+    /// processes ([`merge_paths`](crate::merge_paths)); `None` in a
+    /// single-process capture. Call-path formats then show the process as
+    /// the outermost frame, above the thread.
+    pub process: Option<ProcessTag>,
+}
+
+/// Which process a thread of a merged profile belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProcessTag {
+    /// The process id.
+    pub pid: u32,
+    /// How the call-path formats name it: the process's title or command
+    /// line, already bounded and made printable by whoever made the tag,
+    /// e.g. `gunicorn: worker [app:app] (pid 1234)`.
+    pub label: String,
 }
 
 /// The call paths of a capture.
@@ -276,6 +292,7 @@ impl PathRecorder {
                 tid: *tid,
                 name: None,
                 nodes: Vec::new(),
+                process: None,
                 spans: spans
                     .iter()
                     .map(|s| Span {

@@ -78,6 +78,13 @@ pub struct AttachArgs {
     #[arg(short = 'd', long, value_name = "SECS")]
     pub duration: Option<f64>,
 
+    /// Also profile every CPython process below PID (gunicorn, uWSGI and
+    /// Celery workers, multiprocessing pools), attached concurrently, and
+    /// those that appear while attached. One merged profile, or one file
+    /// per process with `{pid}` in an -o name.
+    #[arg(long)]
+    pub subprocesses: bool,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -160,6 +167,13 @@ pub struct RunArgs {
     /// The Python interpreter to run.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: OsString,
+
+    /// Also profile the processes the program starts: children it forks
+    /// (`os.fork`, `multiprocessing` with fork), and Pythons it starts
+    /// (`subprocess`, `multiprocessing` with spawn or forkserver,
+    /// `ProcessPoolExecutor`). The profiles are merged.
+    #[arg(long)]
+    pub subprocesses: bool,
 
     /// Run a library module as a script, like `python -m`.
     #[arg(short = 'm', value_name = "MODULE")]
@@ -326,6 +340,7 @@ impl RunArgs {
             python: self.python.clone(),
             target,
             args,
+            follow_env: Vec::new(),
         })
     }
 }

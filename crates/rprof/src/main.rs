@@ -2,10 +2,13 @@
 #![forbid(unsafe_code)]
 
 mod attach;
+mod children;
 mod cli;
 mod doctor;
+pub mod procs;
 mod report;
 mod run;
+mod subprocesses;
 
 use clap::{CommandFactory, Parser};
 use std::io::Write;

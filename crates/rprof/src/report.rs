@@ -27,6 +27,11 @@ pub fn write_profile(capture: &Capture, config: &OutputConfig, pid: Option<u32>)
         return Ok(());
     }
     for (path, format) in &config.outputs {
+        // `{pid}` names the one process, as with --subprocesses.
+        let path = &match pid {
+            Some(pid) => crate::procs::per_process_path(path, pid),
+            None => path.clone(),
+        };
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = std::io::BufWriter::new(file);
@@ -99,56 +104,66 @@ pub fn summarize(capture: &Capture) -> bool {
             String::new()
         },
     );
-    if s.refused.any() || s.refused_events > 0 {
-        let r = &s.refused;
-        eprintln!(
-            "rprof: warning: the target sent more than rprof keeps (a broken or hostile ring): refused {} function definitions, {} threads ({} of their events), {} calls, {} thread names; the profile is incomplete",
-            r.functions, r.threads, s.refused_events, r.frames, r.names
-        );
-    }
-    if s.dropped > 0 {
-        eprintln!(
-            "rprof: warning: {} events were dropped because the ring was full; the profile is incomplete (use a larger --ring-size, or --on-full wait)",
-            s.dropped
-        );
-    }
-    if s.invalid_events > 0 {
-        eprintln!(
-            "rprof: warning: {} events named unknown functions and were ignored",
-            s.invalid_events
-        );
-    }
-    if let Some(c) = &s.corrupt {
-        eprintln!("rprof: warning: {c}");
-    }
+    warn_incomplete(capture, "");
     if !s.stopped_cleanly && s.events > 0 && s.corrupt.is_none() {
         eprintln!(
             "rprof: warning: the capture ended without the target's end-of-stream record (it exited); if it was killed, its last events may be missing"
         );
     }
+    s.is_exact()
+}
+
+/// Warnings for anything that makes `capture` incomplete, each line
+/// starting with `rprof: warning: {prefix}` (a process's name in a
+/// multi-process capture, else empty).
+pub fn warn_incomplete(capture: &Capture, prefix: &str) {
+    let s = &capture.summary;
+    if s.refused.any() || s.refused_events > 0 {
+        let r = &s.refused;
+        eprintln!(
+            "rprof: warning: {prefix}the target sent more than rprof keeps (a broken or hostile ring): refused {} function definitions, {} threads ({} of their events), {} calls, {} thread names; the profile is incomplete",
+            r.functions, r.threads, s.refused_events, r.frames, r.names
+        );
+    }
+    if s.dropped > 0 {
+        eprintln!(
+            "rprof: warning: {prefix}{} events were dropped because the ring was full; the profile is incomplete (use a larger --ring-size, or --on-full wait)",
+            s.dropped
+        );
+    }
+    if s.invalid_events > 0 {
+        eprintln!(
+            "rprof: warning: {prefix}{} events named unknown functions and were ignored",
+            s.invalid_events
+        );
+    }
+    if let Some(c) = &s.corrupt {
+        eprintln!("rprof: warning: {prefix}{c}");
+    }
     if let Some(paths) = &capture.paths {
         let t = paths.truncation;
         if t.depth_folded > 0 {
             eprintln!(
-                "rprof: note: {} calls deeper than --max-depth were folded into their ancestor in the call-path outputs",
+                "rprof: note: {prefix}{} calls deeper than --max-depth were folded into their ancestor in the call-path outputs",
                 t.depth_folded
             );
         }
         if t.node_folded > 0 {
             eprintln!(
-                "rprof: note: the call tree reached its node limit; {} calls were folded into their parent in the call-path outputs",
+                "rprof: note: {prefix}the call tree reached its node limit; {} calls were folded into their parent in the call-path outputs",
                 t.node_folded
             );
         }
         if t.spans_dropped > 0 {
             eprintln!(
-                "rprof: note: {} calls are missing from the timeline outputs (--max-trace-events)",
+                "rprof: note: {prefix}{} calls are missing from the timeline outputs (--max-trace-events)",
                 t.spans_dropped
             );
         }
     }
     if s.abandoned {
-        eprintln!("rprof: warning: the target stopped recording because rprof did not keep up");
+        eprintln!(
+            "rprof: warning: {prefix}the target stopped recording because rprof did not keep up"
+        );
     }
-    s.is_exact()
 }

@@ -1,8 +1,10 @@
 //! Finding functions in the target: which mapped file holds them, where it
 //! is loaded, and the addresses of named symbols (with goblin).
 //!
-//! The files are read through `/proc/PID/root`, so a target in another
-//! mount namespace (a container) is read from its own filesystem.
+//! The files are opened as the target mapped them (`/proc/PID/map_files`),
+//! or through `/proc/PID/root` where that is not allowed, so a target in
+//! another mount namespace (a container) or a `chroot` is read from its
+//! own filesystem.
 
 use super::proc::{self, Mapping};
 use goblin::container::{Container, Ctx, Endian};
@@ -33,7 +35,7 @@ pub fn find(pid: i32, maps: &[Mapping], pred: impl Fn(&str) -> bool) -> Option<M
         .min_by_key(|m| m.start)?;
     let path = m.path.clone()?;
     Some(Module {
-        local: proc::in_target_root(pid, &path),
+        local: proc::mapped_file(pid, maps, &path),
         path,
         start: m.start,
     })

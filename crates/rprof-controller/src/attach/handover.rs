@@ -15,8 +15,13 @@
 //!    kernel knows it), which rprof fills with the shim and seals;
 //! 4. `dlopen("/proc/self/fd/N", RTLD_NOW)`; the shim's base comes from
 //!    `/proc/PID/maps`, `rprof_attach`'s address from the embedded ELF;
-//! 5. `rprof_attach(ring_fd, shim_fd)`, which maps the ring, closes both
-//!    fds, starts the shim's agent thread and returns.
+//! 5. with `--subprocesses` only: `syscall(SYS_socketpair, AF_UNIX,
+//!    SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)`; rprof takes `sv[1]`
+//!    (`pidfd_getfd`) and closes it in the target, so that once rprof is
+//!    gone the shim's announcements fail at once (see `crate::follow`);
+//! 6. `rprof_attach(ring_fd, shim_fd, sv[0] or -1)`, which maps the ring,
+//!    closes the fds, keeps the announce channel, starts the shim's agent
+//!    thread and returns.
 //!
 //! Steps 3–4 are skipped when this very shim is already loaded. errno is
 //! saved before and put back after. rprof's own SIGINT/SIGTERM/SIGHUP/
@@ -30,10 +35,11 @@ use super::safepoint::{self, Missed};
 use super::{proc, AttachError, Target};
 use crate::{shim, signals, testing};
 use std::fs::File;
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 const SYS_MEMFD_CREATE: u64 = 319;
+const SYS_SOCKETPAIR: u64 = 53;
 
 fn trace_err(pid: i32, e: TraceError) -> AttachError {
     match e {
@@ -122,9 +128,8 @@ impl Borrowed<'_> {
     }
 }
 
-/// rprof's own handle on the target's fd `fd`, checked to be the memfd
-/// named `name`.
-fn take_fd(pid: i32, fd: i32, name: &str) -> Result<File, String> {
+/// rprof's own handle on the target's fd `fd` (not checked).
+fn dup_fd(pid: i32, fd: i32) -> Result<File, String> {
     // SAFETY: plain system calls; a returned fd is ours.
     let ours = unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
@@ -149,7 +154,14 @@ fn take_fd(pid: i32, fd: i32, name: &str) -> Result<File, String> {
         ));
     }
     // SAFETY: `ours` is a new descriptor owned by nobody else.
-    let file = unsafe { File::from_raw_fd(ours) };
+    Ok(unsafe { File::from_raw_fd(ours) })
+}
+
+/// rprof's own handle on the target's fd `fd`, checked to be the memfd
+/// named `name`.
+fn take_fd(pid: i32, fd: i32, name: &str) -> Result<File, String> {
+    let file = dup_fd(pid, fd)?;
+    let ours = std::os::fd::AsRawFd::as_raw_fd(&file);
     let meta = file.metadata().map_err(|e| e.to_string())?;
     let link = std::fs::read_link(format!("/proc/self/fd/{ours}"))
         .map(|l| l.to_string_lossy().into_owned())
@@ -172,7 +184,8 @@ pub(crate) fn inject<R>(
     ring_bytes: shim::RingBytes,
     make_ring: impl FnOnce(File) -> Result<R, String>,
     timeout: Duration,
-) -> Result<(R, InjectReport), AttachError> {
+    follow: bool,
+) -> Result<(R, InjectReport, Option<OwnedFd>), AttachError> {
     let pid = target.pid;
     let plan = &target.plan;
     let deadline = Instant::now() + timeout;
@@ -212,12 +225,12 @@ pub(crate) fn inject<R>(
         errno,
     };
     let nonce = shim::nonce();
-    let result = run_calls(&mut b, &nonce, ring_bytes, make_ring);
+    let result = run_calls(&mut b, &nonce, ring_bytes, make_ring, follow);
     let (calls, tid) = (b.frame.calls(), b.thread.tid());
     // Undo what is left to undo, give the thread back, check no thread is
     // traced.
     drop(b);
-    let ring = result?;
+    let (ring, announce) = result?;
     Ok((
         ring,
         InjectReport {
@@ -227,6 +240,7 @@ pub(crate) fn inject<R>(
             calls,
             ring_link: shim::memfd_link(&shim::ring_name(&nonce)),
         },
+        announce,
     ))
 }
 
@@ -239,7 +253,8 @@ fn run_calls<R>(
     nonce: &str,
     ring_bytes: shim::RingBytes,
     make_ring: impl FnOnce(File) -> Result<R, String>,
-) -> Result<R, AttachError> {
+    follow: bool,
+) -> Result<(R, Option<OwnedFd>), AttachError> {
     let pid = b.pid;
     let check = || {
         if signals::pending() {
@@ -326,10 +341,70 @@ fn run_calls<R>(
         }
     };
     check()?;
-    // 5. Start the agent; the shim owns (and closes) both fds from here.
-    b.call(entry, &[ring_fd as u64, shim_fd as i64 as u64], &[])?;
+    // 5. The announce channel.
+    let (announce_fd, announce) = if follow {
+        let (theirs, ours) = socket_pair(b)?;
+        (theirs, Some(ours))
+    } else {
+        (-1, None)
+    };
+    // 6. Start the agent; the shim owns (and closes) the fds from here.
+    b.call(
+        entry,
+        &[
+            ring_fd as u64,
+            shim_fd as i64 as u64,
+            announce_fd as i64 as u64,
+        ],
+        &[],
+    )?;
     b.created.clear();
-    Ok(ring)
+    Ok((ring, announce))
+}
+
+/// A `SOCK_SEQPACKET` socket pair made in the target: its end's fd there
+/// (in `b.created` until the shim owns it) and rprof's end, closed in the
+/// target.
+fn socket_pair(b: &mut Borrowed<'_>) -> Result<(i32, OwnedFd), AttachError> {
+    let pid = b.pid;
+    let ptr = b.frame.data_ptr();
+    let unset = [0xffu8; 8];
+    b.call(
+        b.plan.syscall,
+        &[
+            SYS_SOCKETPAIR,
+            libc::AF_UNIX as u64,
+            (libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC) as u64,
+            0,
+            ptr,
+        ],
+        &unset,
+    )?;
+    let sv = ptrace::read(pid, ptr, 8).map_err(|e| trace_err(pid, e))?;
+    let theirs = i32::from_le_bytes([sv[0], sv[1], sv[2], sv[3]]);
+    let peer = i32::from_le_bytes([sv[4], sv[5], sv[6], sv[7]]);
+    if theirs < 0 || peer < 0 || sv.len() != 8 {
+        return Err(AttachError::Inject {
+            pid,
+            why: "socketpair failed in the target".into(),
+        });
+    }
+    b.created.push(theirs);
+    b.created.push(peer);
+    let ours = dup_fd(pid, peer).map_err(|why| AttachError::Inject { pid, why })?;
+    let meta = ours.metadata().map_err(|e| AttachError::Inject {
+        pid,
+        why: e.to_string(),
+    })?;
+    if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+        return Err(AttachError::Inject {
+            pid,
+            why: format!("fd {peer} of the target is not the socket rprof asked for"),
+        });
+    }
+    b.created.retain(|&fd| fd != peer);
+    b.close(peer)?;
+    Ok((theirs, OwnedFd::from(ours)))
 }
 
 /// Waits (bounded) until no thread of `pid` shows rprof as its tracer.

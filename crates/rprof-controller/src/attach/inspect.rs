@@ -103,7 +103,7 @@ fn live_ring(pid: i32, m: &proc::Mapping) -> bool {
 /// place of its 9 bytes (`mov $15,%rax; syscall`).
 pub(crate) fn find_restore_rt(pid: i32, maps: &[proc::Mapping], libc_path: &str) -> Option<u64> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(proc::in_target_root(pid, libc_path)).ok()?;
+    let file = std::fs::File::open(proc::mapped_file(pid, maps, libc_path)).ok()?;
     for m in maps
         .iter()
         .filter(|m| m.perms.contains('x') && m.path.as_deref() == Some(libc_path))

@@ -87,7 +87,7 @@ pub fn detect(pid: i32, maps: &[Mapping]) -> Libc {
     match paths().find(|p| is_glibc(p)) {
         Some(p) => Libc::Glibc {
             path: p.to_string(),
-            version: glibc_version(&proc::in_target_root(pid, p)),
+            version: glibc_version(&proc::mapped_file(pid, maps, p)),
         },
         None => match interpreter(pid) {
             // A libc renamed beyond recognition: the loader still tells.

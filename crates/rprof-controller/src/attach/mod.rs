@@ -174,7 +174,26 @@ impl Target {
         make_ring: impl FnOnce(std::fs::File) -> Result<R, String>,
         timeout: Duration,
     ) -> Result<(R, InjectReport), AttachError> {
-        handover::inject(self, ring_bytes, make_ring, timeout)
+        handover::inject(self, ring_bytes, make_ring, timeout, false)
+            .map(|(r, report, _)| (r, report))
+    }
+
+    /// [`inject`](Self::inject), and children the target forks from now on
+    /// are profiled into rings of their own: the returned socket is rprof's
+    /// end of their announce channel, for
+    /// [`Announcements::add_channel`](crate::follow::Announcements::add_channel).
+    pub fn inject_following<R>(
+        &self,
+        ring_bytes: crate::shim::RingBytes,
+        make_ring: impl FnOnce(std::fs::File) -> Result<R, String>,
+        timeout: Duration,
+    ) -> Result<(R, InjectReport, std::os::fd::OwnedFd), AttachError> {
+        let (r, report, fd) = handover::inject(self, ring_bytes, make_ring, timeout, true)?;
+        let fd = fd.ok_or_else(|| AttachError::Inject {
+            pid: self.pid,
+            why: "no announce channel".into(),
+        })?;
+        Ok((r, report, fd))
     }
 
     /// Whether the target process still exists (and is not a zombie).
@@ -193,6 +212,12 @@ impl Target {
     pub fn exit_status(&self) -> Option<i32> {
         proc::zombie_exit_code(self.pid)
     }
+}
+
+/// How process `pid` ended, if it is a zombie not yet collected by its
+/// parent: its wait status.
+pub fn exit_status(pid: i32) -> Option<i32> {
+    proc::zombie_exit_code(pid)
 }
 
 /// Whether `pid` exists and is not a zombie.

@@ -186,6 +186,29 @@ pub fn in_target_root(pid: i32, path: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root{path}"))
 }
 
+/// The file mapped at `path` in the target, as this process can open it.
+///
+/// First choice is `/proc/PID/map_files/START-END` of its lowest mapping:
+/// the very file the target mapped, whatever has since been renamed or
+/// planted at its path, and right for a target in a `chroot` (whose maps
+/// show paths relative to *our* root, which `/proc/PID/root` would
+/// prefix a second time). Opening it needs `CAP_SYS_ADMIN` (or
+/// `CAP_CHECKPOINT_RESTORE`); without it, the path is read through
+/// `/proc/PID/root`, as a sidecar container must.
+pub fn mapped_file(pid: i32, maps: &[Mapping], path: &str) -> PathBuf {
+    if let Some(m) = maps
+        .iter()
+        .filter(|m| m.path.as_deref() == Some(path))
+        .min_by_key(|m| m.start)
+    {
+        let direct = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
+        if std::fs::File::open(&direct).is_ok() {
+            return direct;
+        }
+    }
+    in_target_root(pid, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,10 @@ pub const WAITING_SYSCALLS: &[i64] = &[
     441, // epoll_pwait2
 ];
 
+/// The epoll waits, which an interruption ends with EINTR instead of a
+/// restart.
+const EPOLL_WAITS: &[i64] = &[232, 281, 441];
+
 /// Code ranges that decide whether a stopped thread qualifies.
 #[derive(Clone, Debug, Default)]
 pub struct Ranges {
@@ -111,7 +115,13 @@ fn qualifies(
 ) -> Result<Option<String>, TraceError> {
     let r = t.regs()?;
     let how = if (r.orig_rax as i64) >= 0 {
-        let interrupted = matches!(r.rax as i64, -516..=-512);
+        // -ERESTART*: the kernel restarts it. The epoll waits are never
+        // restarted (signal(7)): they return EINTR to the caller after
+        // any stop, borrowed or not, and callers retry (Python's
+        // selectors do, PEP 475), so EINTR from them counts too — an
+        // idle gunicorn gthread worker waits in nothing else.
+        let interrupted = matches!(r.rax as i64, -516..=-512)
+            || (r.rax as i64 == -4 && EPOLL_WAITS.contains(&(r.orig_rax as i64)));
         if !(interrupted && WAITING_SYSCALLS.contains(&(r.orig_rax as i64))) {
             return Ok(None);
         }
