@@ -118,6 +118,9 @@ pub struct RingSpec {
     pub mode: u32,
     /// rprof's pid.
     pub reader_pid: u32,
+    /// What is left out (`rprof_abi::flags`): a child records as its
+    /// parent does.
+    pub flags: u32,
 }
 
 impl RingSpec {
@@ -132,10 +135,11 @@ impl RingSpec {
             full_policy: h.full_policy,
             mode: h.mode,
             reader_pid: h.reader_pid,
+            flags: h.flags,
         }
     }
 
-    /// Parses `NAME:capacity:segments:segment_words:clock:hook:policy:mode:pid`
+    /// Parses `NAME:capacity:segments:segment_words:clock:hook:policy:mode:pid[:flags]`
     /// (the socket's name first); None if malformed.
     pub fn parse(s: &[u8]) -> Option<(&[u8], RingSpec)> {
         let mut it = s.split(|&b| b == b':');
@@ -150,6 +154,14 @@ impl RingSpec {
             full_policy: u32::try_from(num()?).ok()?,
             mode: u32::try_from(num()?).ok()?,
             reader_pid: u32::try_from(num()?).ok()?,
+            flags: 0,
+        };
+        let spec = match it.next() {
+            None => spec,
+            Some(f) => RingSpec {
+                flags: core::str::from_utf8(f).ok()?.parse().ok()?,
+                ..spec
+            },
         };
         Some((name, spec))
     }
@@ -164,6 +176,7 @@ impl RingSpec {
         };
         let mut h = Header::new(self.capacity_words, clock, hook, policy, self.reader_pid);
         h.mode = self.mode;
+        h.flags = self.flags;
         h.segments = self.segments;
         h.segment_words = self.segment_words;
         h
@@ -317,6 +330,9 @@ mod tests {
         assert_eq!(s.segments, 128);
         assert_eq!(s.clock, 2);
         assert_eq!(s.reader_pid, 77);
+        assert_eq!(s.flags, 0);
+        let (_, s) = RingSpec::parse(b"rprof-x:4096:128:4096:2:0:0:0:77:3").unwrap();
+        assert_eq!(s.flags, 3);
         assert!(RingSpec::parse(b"x:1:2").is_none());
         assert!(RingSpec::parse(b":1:2:3:4:5:6:7:8").is_none());
     }
@@ -332,6 +348,7 @@ mod tests {
             full_policy: 0,
             mode: 0,
             reader_pid: 1,
+            flags: rprof_abi::flags::NO_SUBCALLS,
         };
         let fd = create_ring(&spec).unwrap();
         // SAFETY: stat is plain data.

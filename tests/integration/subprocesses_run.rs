@@ -272,6 +272,7 @@ fn attach_following_profiles_children_forked_after_the_attach() {
             hook: Hook::Auto,
             full_policy: FullPolicy::Wait,
             mode: Mode::Record,
+            flags: 0,
         };
         let t = rprof_controller::attach::inspect(target.pid() as i32).unwrap();
         let (ring, _, channel) = t

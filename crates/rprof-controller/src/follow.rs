@@ -127,7 +127,7 @@ impl Announcements {
     pub fn spec(&self, header: &rprof_abi::Header) -> Option<String> {
         let name = self.name.as_ref()?;
         Some(format!(
-            "{name}:{}:{}:{}:{}:{}:{}:{}:{}",
+            "{name}:{}:{}:{}:{}:{}:{}:{}:{}:{}",
             header.capacity_words,
             header.segments,
             header.segment_words,
@@ -135,7 +135,8 @@ impl Announcements {
             header.hook,
             header.full_policy,
             header.mode,
-            header.reader_pid
+            header.reader_pid,
+            header.flags
         ))
     }
 
