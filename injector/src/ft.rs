@@ -255,12 +255,19 @@ impl Segment {
                 unsafe { *self.data.add(slot) = w };
                 self.publish(1);
             }
-            None => {
-                if !self.write_record(kind, id, &[ts], &[]) {
-                    self.lose_one();
-                    return;
-                }
-            }
+            None => return self.event_full(kind, id, ts),
+        }
+        self.last_ts = ts;
+    }
+
+    /// An event too far from the previous one for one word: a two-word
+    /// record with the full timestamp, the next event's base.
+    #[cold]
+    #[inline(never)]
+    fn event_full(&mut self, kind: Kind, id: u32, ts: u64) {
+        if !self.write_record(kind, id, &[ts], &[]) {
+            self.lose_one();
+            return;
         }
         self.last_ts = ts;
     }
@@ -554,6 +561,20 @@ impl Local {
 
     #[inline(always)]
     fn emit(&mut self, kind: Kind, id: u32) {
+        // The common case, written out so that it inlines: no call into
+        // Python happened in this callback.
+        if !self.py_called {
+            if let Some(s) = &mut self.seg {
+                s.event(kind, id);
+            }
+            return;
+        }
+        self.emit_guarded(kind, id);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn emit_guarded(&mut self, kind: Kind, id: u32) {
         self.write(|l| {
             if let Some(s) = &mut l.seg {
                 s.event(kind, id);
@@ -861,6 +882,18 @@ unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> 
 #[inline(always)]
 fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
     if nargs >= 4 {
+        // A Python callee (a plain function) needs nothing here, its
+        // PY_START follows: answered before any thread-local state.
+        // SAFETY: API is read-only while hooks run; args[2] (the callable)
+        // is live for the whole callback.
+        let python_callee = unsafe {
+            API.get_ref()
+                .as_ref()
+                .is_some_and(|api| api.type_of(*args.add(2)) == api.function_type)
+        };
+        if python_callee {
+            return;
+        }
         with_local(|api, l| {
             // SAFETY: args are (code, offset, callable, arg0), all live.
             if let Some(id) = unsafe { l.callable_id(api, *args.add(2), *args.add(3)) } {

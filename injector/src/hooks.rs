@@ -1384,7 +1384,12 @@ pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
         return 0;
     }
     if !ACTIVE.load(Relaxed) {
-        not_recording();
+        // In a forked child of a recording process, the slow path removes
+        // the inherited hooks (or, followed, records from this event on).
+        if FORKED_DIRTY.load(Relaxed) {
+            // SAFETY: as below.
+            return unsafe { profile_slow(frame, what, arg) };
+        }
         return 0;
     }
     // SAFETY: GIL held by CPython's contract for profile functions; API is
@@ -1451,17 +1456,6 @@ unsafe fn profile_slow(frame: PyObj, what: c_int, arg: PyObj) -> c_int {
     0
 }
 
-/// A hook ran with no capture recording: in a forked child of a recording
-/// process, the first event removes the inherited hooks.
-#[cold]
-#[inline(never)]
-fn not_recording() {
-    if FORKED_DIRTY.load(Relaxed) {
-        // SAFETY: hooks run with the GIL held.
-        unsafe { forget_in_child() };
-    }
-}
-
 /// The setprofile hook of this capture.
 fn native_hook() -> api::TraceFunc {
     let builtins = !NO_BUILTINS.load(Relaxed);
@@ -1523,10 +1517,16 @@ unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> 
 /// object. The fast path (a known code object) reads the capture once.
 #[inline(always)]
 unsafe fn mon_py_event(args: *const PyObj, nargs: isize, kind: Kind) {
-    if !ACTIVE.load(Relaxed) {
-        return not_recording();
-    }
     if nargs < 1 {
+        return;
+    }
+    if !ACTIVE.load(Relaxed) {
+        // In a forked child of a recording process, the slow path removes
+        // the inherited hooks (or, followed, records from this event on).
+        if FORKED_DIRTY.load(Relaxed) {
+            // SAFETY: GIL held; args[0] is live.
+            unsafe { mon_py_slow(*args, kind) };
+        }
         return;
     }
     // SAFETY: GIL held (CPython's contract for callbacks); args[0] is a
@@ -1565,10 +1565,15 @@ unsafe fn mon_py_slow(code: PyObj, kind: Kind) {
 /// the rest goes to [`mon_c_slow`].
 #[inline(always)]
 unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
-    if !ACTIVE.load(Relaxed) {
-        return not_recording();
-    }
     if nargs < 4 {
+        return;
+    }
+    if !ACTIVE.load(Relaxed) {
+        // As in mon_py_event.
+        if FORKED_DIRTY.load(Relaxed) {
+            // SAFETY: GIL held; the args are live.
+            unsafe { mon_c_slow(args, kind) };
+        }
         return;
     }
     // SAFETY: GIL held (CPython's contract); the args are live; API is
