@@ -166,6 +166,8 @@ struct Segment {
     policy: FullPolicy,
     pending_lost: u64,
     abandoned: bool,
+    /// Timestamp of this owner's last event: the base of the next delta.
+    last_ts: u64,
 }
 
 impl Segment {
@@ -205,6 +207,7 @@ impl Segment {
                 policy,
                 pending_lost: 0,
                 abandoned: false,
+                last_ts: 0,
             };
             // A new owner starts by naming itself.
             if !seg.write_record(Kind::Thread, 0, &[current_tid()], &[]) {
@@ -232,32 +235,41 @@ impl Segment {
             .saturating_sub(self.head.wrapping_sub(self.cached_tail))
     }
 
-    /// Writes one two-word event (header and full timestamp) and publishes
-    /// it.
-    ///
-    /// Segments keep two-word events, not the GIL build's one-word ones
-    /// (`rprof_abi::compact`): with one-word events, the eight-thread
-    /// stress test (`free_threaded::eight_threads_calling_...`) lost up to
-    /// two thirds of the calls without a trace, and the cause was not found
-    /// in time. Every record here is thus an even number of words and
-    /// starts at an even slot, as the reader of earlier layouts relied on.
+    /// Writes one event and publishes it: one word with the time since
+    /// this segment's previous event, or a two-word record with the full
+    /// timestamp when that does not fit (see `rprof_abi::compact`).
     #[inline(always)]
     fn event(&mut self, kind: Kind, id: u32) {
         if self.pending_lost != 0 {
             self.flush_lost();
         }
         let ts = timestamp(self.clock);
-        if self.free() < 2 && !self.reserve_slow(2, true) {
+        match compact::encode_known_id(kind, id, ts.wrapping_sub(self.last_ts)) {
+            Some(w) => {
+                if self.free() < 1 && !self.reserve_slow(1, true) {
+                    return;
+                }
+                let slot = (self.head & self.mask) as usize;
+                // SAFETY: a word is free at `slot`, which is masked below
+                // the capacity.
+                unsafe { *self.data.add(slot) = w };
+                self.publish(1);
+            }
+            None => return self.event_full(kind, id, ts),
+        }
+        self.last_ts = ts;
+    }
+
+    /// An event too far from the previous one for one word: a two-word
+    /// record with the full timestamp, the next event's base.
+    #[cold]
+    #[inline(never)]
+    fn event_full(&mut self, kind: Kind, id: u32, ts: u64) {
+        if !self.write_record(kind, id, &[ts], &[]) {
+            self.lose_one();
             return;
         }
-        let slot = (self.head & self.mask) as usize;
-        // SAFETY: two words are free at an even slot (every record is an
-        // even number of words, the capacity is even), so slot + 1 < cap.
-        unsafe {
-            *self.data.add(slot) = RecordHeader::new(kind, 2, id).0;
-            *self.data.add(slot + 1) = ts;
-        }
-        self.publish(2);
+        self.last_ts = ts;
     }
 
     #[inline(always)]

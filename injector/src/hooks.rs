@@ -361,7 +361,12 @@ pub unsafe fn stop() {
         crate::ft::end(api);
         name_threads(api, &mut cap);
     }
-    if !cap.writer.is_abandoned() {
+    // A free-threaded segment that gave up on the reader marked the whole
+    // capture ABANDONED (ft.rs): that must stay what the reader sees, not
+    // be covered by a clean Stop.
+    let given_up = cap.writer.is_abandoned()
+        || cap.writer.header().shim_state.load(Acquire) == state::ABANDONED;
+    if !given_up {
         cap.writer.marker(Kind::Stop);
         cap.writer
             .header()

@@ -137,6 +137,13 @@ pub struct Session {
     segments: Vec<SegmentRead>,
 }
 
+/// At most this many words are taken from one area (the main one or a
+/// segment) per [`Session::drain`], which bumps the heartbeat on every
+/// call: a reader that fell behind by a whole ring (a debug build, a
+/// loaded machine) works through it in steps of a few milliseconds and is
+/// never taken for dead by the shim while it does.
+const DRAIN_CHUNK_WORDS: usize = 1 << 15;
+
 /// The reader's side of one per-thread segment.
 #[derive(Default)]
 struct SegmentRead {
@@ -204,8 +211,15 @@ impl Session {
         read += self.drain_main()?;
         if self.stream.stop_ts.is_some() {
             // The shim wrote Stop after every hook was gone and every
-            // segment published: this is the last of them.
-            read += self.drain_segments()?;
+            // segment published: this is the last of them (read in
+            // chunks, so until nothing is left).
+            loop {
+                let n = self.drain_segments()?;
+                if n == 0 {
+                    break;
+                }
+                read += n;
+            }
         }
         Ok(read)
     }
@@ -220,6 +234,9 @@ impl Session {
         let cap = self.ring.segment_capacity() as usize;
         let mut read = 0;
         for i in 0..n {
+            // Alive, for the shim: a pass over many full segments may take
+            // longer than the shim's patience (READER_TIMEOUT_NS).
+            self.ring.heartbeat();
             let sh = self.ring.segment(i);
             let st = sh.state.load(Acquire);
             let seg = &mut self.segments[i as usize];
@@ -227,7 +244,12 @@ impl Session {
                 continue;
             }
             let before = seg.buf.len();
-            let tail = match self.ring.segment_copy_out(i, seg.tail, cap, &mut seg.buf) {
+            let tail = match self.ring.segment_copy_out(
+                i,
+                seg.tail,
+                cap.min(DRAIN_CHUNK_WORDS),
+                &mut seg.buf,
+            ) {
                 Ok(t) => t,
                 Err(e) => {
                     self.corrupt = Some(format!("segment {i}: {e}"));
@@ -283,7 +305,10 @@ impl Session {
     fn drain_main(&mut self) -> Result<usize, ReaderError> {
         let before = self.buf.len();
         let cap = self.ring.capacity() as usize;
-        let tail = match self.ring.copy_out(self.tail, cap, &mut self.buf) {
+        let tail = match self
+            .ring
+            .copy_out(self.tail, cap.min(DRAIN_CHUNK_WORDS), &mut self.buf)
+        {
             Ok(t) => t,
             Err(e) => {
                 self.corrupt = Some(e.to_string());
