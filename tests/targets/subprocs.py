@@ -188,8 +188,10 @@ def main():
         if b == 0:
             forked_child(outdir, 40, True)
         results = [os.waitpid(p, 0)[1] for p in (a, b)]
-        with open(os.path.join(outdir, "result"), "w") as f:
+        # Written whole, then renamed: the test reads it once it exists.
+        with open(os.path.join(outdir, "result.tmp"), "w") as f:
             f.write("ok" if results == [0, 0] else "children ended with %r" % (results,))
+        os.rename(os.path.join(outdir, "result.tmp"), os.path.join(outdir, "result"))
     elif mode == "longpool":
         # Ctrl-C: the test interrupts the whole process group.
         import multiprocessing
