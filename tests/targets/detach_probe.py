@@ -16,7 +16,9 @@ stays comparable across phases):
   function on every thread state, sys.monitoring tools and events) and
   prints `speeds before=S during=S after=S` and `ok`.
 
-It fails (exit 1) if `after` is more than 1.5 times `before`: a hook left
+It fails (exit 1) if `after` stays more than 1.5 times `before` over up to
+four measures (load from elsewhere slows one measure; a hook left
+installed slows every one): a hook left
 installed costs 1.3-4x per call (see FIELD-NOTES.md); the C-level probe is
 the exact check, the speed a second, independent one.
 """
@@ -91,6 +93,12 @@ def main():
         did_work()
         time.sleep(0.001)
     after = speed(15)
+    # A burst of load from elsewhere can make one measure slow; a hook left
+    # installed makes every measure slow, so measure again before judging.
+    for _ in range(3):
+        if after <= 1.2 * before:
+            break
+        after = min(after, speed(15))
     # With the workers still running: their thread states are checked too.
     check_clean()
     stop.set()
