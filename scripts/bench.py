@@ -261,6 +261,8 @@ RATIOS = [
     ("rprof-auto", "cprofile", "rprof-auto / cProfile"),
     ("rprof-attach", "cprofile", "rprof-attach / cProfile"),
     ("rprof-auto", "floor", "rprof-auto / its floor"),
+    ("rprof-attach", "floor", "rprof-attach / the floor"),
+    ("floor", "cprofile", "floor / cProfile"),
     ("rprof-setprofile", "cprofile", "rprof-setprofile / cProfile"),
     ("rprof-setprofile", "floor-setprofile", "rprof-setprofile / its floor"),
     ("rprof-no-builtins", "cprofile-nobuiltins", "rprof --no-builtins / cProfile(builtins=False)"),

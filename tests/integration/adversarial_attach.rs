@@ -195,6 +195,75 @@ fn slow_dlopen_in_another_thread_is_waited_for() {
     }
 }
 
+/// A thread inside a library constructor holds the loader's lock. The
+/// safe-point search must see that, and not take the thread's return
+/// address into the loader for a stale one: it passes the thread over for
+/// the first second and takes it only as a second choice. The main thread
+/// spins in native code meanwhile, so that thread is the only candidate.
+#[test]
+fn a_thread_inside_a_constructor_is_seen_holding_the_loader_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, vfork) = native_libs(dir.path());
+    for py in oldest_and_newest() {
+        let ctx = format!("constructor thread on {}", py.label());
+        let mut t = start_target(
+            py,
+            &[
+                "--slow-dlopen",
+                slow.to_str().unwrap(),
+                "--spin-main",
+                vfork.to_str().unwrap(),
+            ],
+        );
+        t.expect_out("spinning", READY);
+        let started = t.expect_out("dlopen-started", READY);
+        let tid = started
+            .strip_prefix("dlopen-started tid=")
+            .unwrap_or_else(|| panic!("{ctx}: {started:?}"))
+            .trim()
+            .to_string();
+        t.expect_out("in-constructor", READY);
+        let out = Proc::spawn(
+            format!("RPROF_DEBUG=1 rprof attach {}", t.pid),
+            util::rprof()
+                .env("RPROF_DEBUG", "1")
+                .arg("attach")
+                .arg(t.pid.to_string())
+                .args(["--duration", "2.5", "-s", "calls"]),
+            false,
+        )
+        .outcome();
+        assert_attached_ok(&out, &t, py, &ctx);
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains(&format!("thread {tid} (")))
+            .collect();
+        assert!(
+            out.stderr.contains("the loader's locks: ")
+                && !out.stderr.contains("the loader's locks: not found"),
+            "{ctx}: the loader's locks were not found in this glibc\n{}",
+            out.describe()
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("passed over for now")),
+            "{ctx}: the constructor's thread {tid} was not passed over\n{}",
+            out.describe()
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("holds none of the loader's locks")),
+            "{ctx}: the constructor's thread {tid} was taken for one that holds no loader lock\n{}",
+            out.describe()
+        );
+        assert_all_threads_free(t.pid, &ctx);
+        assert_nothing_left(t.pid, &ctx);
+        assert_working(&mut t, &ctx);
+        t.finish_ok(&ctx);
+    }
+}
+
 #[test]
 fn rprof_killed_inside_a_slow_injected_call() {
     let dir = tempfile::tempdir().unwrap();

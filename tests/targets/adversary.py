@@ -4,7 +4,11 @@ Its main thread does checked Python work with short sleeps in between, so
 that it is sometimes running the interpreter and sometimes blocked. Options:
 * `--slow-dlopen LIB`: a second thread loads LIB with ctypes (its
   constructor takes seconds, holding the dynamic loader's lock) and prints
-  `dlopen-started` first; the target checks that the load finished;
+  `dlopen-started tid=N` first; the target checks that the load finished;
+* `--spin-main LIB` (with `--slow-dlopen`): the main thread prints
+  `spinning`, starts the slow load and spins 4 s in LIB's native code
+  (`spin_then_vfork`), so the constructor's thread is the only one blocked
+  in a system call or running the interpreter meanwhile;
 * `--vfork LIB`: the main thread alternates 20 ms of native spinning with a
   vfork() whose child lives 200 ms (the thread waits uninterruptibly, state
   D), while a second thread does the Python work;
@@ -45,10 +49,13 @@ def main():
     threads = []
     loaded = []
     slow = arg("--slow-dlopen")
+    # Loaded before the slow load starts: it holds the loader's lock.
+    spin = arg("--spin-main")
+    spinner = ctypes.CDLL(spin) if spin else None
     announced = threading.Event()
     if slow:
         def load():
-            say("dlopen-started")
+            say("dlopen-started tid=%d" % threading.get_native_id())
             announced.set()
             ctypes.CDLL(slow)
             loaded.append(slow)
@@ -58,8 +65,15 @@ def main():
     lib = ctypes.CDLL(vfork) if vfork else None
     if lib is not None:
         threads.append(threading.Thread(target=worker))
+    if spinner is not None:
+        say("spinning")
     for t in threads:
         t.start()
+    if spinner is not None:
+        # ctypes lets go of the GIL for the call, so the other thread starts
+        # its load (which may keep the GIL through the constructor) while
+        # this one spins.
+        check(spinner.spin_then_vfork(4000, 0) == 0, "spin_then_vfork failed")
     if slow:
         announced.wait()
     one_round()

@@ -51,6 +51,14 @@ pub struct ElfError(pub String);
 /// function rprof needs is exported, and skipping the full symbol table of
 /// a large libpython keeps the attach fast.
 pub fn symbols(module: &Module, names: &[&str]) -> Result<HashMap<String, u64>, ElfError> {
+    Ok(extents(module, names)?
+        .into_iter()
+        .map(|(name, (at, _))| (name, at))
+        .collect())
+}
+
+/// Resolves `names` in `module` to `(address, size)`, as [`symbols`] does.
+pub fn extents(module: &Module, names: &[&str]) -> Result<HashMap<String, (u64, u64)>, ElfError> {
     let file = std::fs::File::open(&module.local)
         .map_err(|e| ElfError(format!("cannot read {}: {e}", module.local.display())))?;
     let bad =
@@ -112,7 +120,10 @@ pub fn symbols(module: &Module, names: &[&str]) -> Result<HashMap<String, u64>, 
                 continue;
             };
             if names.contains(&name) && !out.contains_key(name) {
-                out.insert(name.to_string(), base.wrapping_add(sym.st_value));
+                out.insert(
+                    name.to_string(),
+                    (base.wrapping_add(sym.st_value), sym.st_size),
+                );
             }
         }
     }

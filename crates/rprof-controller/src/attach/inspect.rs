@@ -5,6 +5,7 @@
 //! the safe-point search needs.
 
 use super::elf;
+use super::loaderlock;
 use super::proc;
 use super::safepoint::Ranges;
 use super::{AttachError, Target};
@@ -48,7 +49,7 @@ fn is_python_lib(path: &str) -> bool {
         .is_some_and(|n| n.starts_with("libpython3") && n.contains(".so"))
 }
 
-fn is_loader(path: &str) -> bool {
+pub(crate) fn is_loader(path: &str) -> bool {
     path.rsplit('/')
         .next()
         .is_some_and(|n| n.starts_with("ld-linux") || n.starts_with("ld-2.") || n == "ld.so")
@@ -264,9 +265,17 @@ pub(crate) fn inspect(pid: i32) -> Result<Target, AttachError> {
             pid,
             why: "no rt_sigreturn trampoline (__restore_rt) found in the target's libc".into(),
         })?;
+    let loader_locks = elf::find(pid, &maps, is_loader).and_then(|ld| loaderlock::find(pid, &ld));
+    if std::env::var_os("RPROF_DEBUG").is_some() {
+        match &loader_locks {
+            Some(l) => eprintln!("rprof: debug: the loader's locks: {} found", l.len()),
+            None => eprintln!("rprof: debug: the loader's locks: not found"),
+        }
+    }
     let ranges = Ranges {
         python: exec_of(&|p: &str| p == python.path),
         loader: exec_of(&|p: &str| is_loader(p)),
+        loader_locks,
         restore_rt,
     };
     let errno_tpoff = c

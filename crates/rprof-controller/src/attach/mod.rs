@@ -22,6 +22,7 @@ mod elf;
 mod handover;
 mod inspect;
 pub mod libc;
+mod loaderlock;
 mod proc;
 mod ptrace;
 mod remote;

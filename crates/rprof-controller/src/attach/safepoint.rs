@@ -15,9 +15,13 @@
 //! Either way, its live stack (the 64 KiB above `rsp`) must hold no signal
 //! frame (a thread running a signal handler, which may have interrupted
 //! `malloc`), and its stack mapping must leave room for the call. A return
-//! address into the dynamic loader on it (a thread waiting inside `dlopen`
-//! or running a library constructor, or only a stale value from a lazy
-//! symbol binding) makes the thread second choice, taken after a second. Threads that do not qualify are let go at once. The search
+//! address into the dynamic loader on it makes the thread second choice,
+//! taken after a second, if the thread holds one of the loader's locks
+//! (it is waiting inside `dlopen` or running a library constructor; see
+//! [`loaderlock`]) or if those locks could not be found; an address left
+//! stale by a lazy symbol binding or by the loader's start-up, on a thread
+//! that holds no loader lock, does not delay it. Threads that do not
+//! qualify are let go at once. The search
 //! repeats every few milliseconds (a thread may block just after being
 //! looked at) until the deadline.
 //!
@@ -26,6 +30,7 @@
 //! looked at once it stops; it is never let go before it has (the
 //! [`Seized`] guard waits for it).
 
+use super::loaderlock;
 use super::proc;
 use super::ptrace::{self, Event, Seized, TraceError};
 use std::collections::HashMap;
@@ -67,6 +72,8 @@ pub struct Ranges {
     pub python: Vec<(u64, u64)>,
     /// Executable mappings of the dynamic loader.
     pub loader: Vec<(u64, u64)>,
+    /// The loader's recursive locks ([`loaderlock`]), if found.
+    pub loader_locks: Option<Vec<u64>>,
     /// glibc's `__restore_rt`: on a thread's stack, the return address of
     /// a signal handler that is running.
     pub restore_rt: u64,
@@ -103,8 +110,9 @@ impl From<TraceError> for Missed {
 /// Looks at a stopped thread: `Some(description)` if it may be borrowed.
 ///
 /// A return address into the loader may be stale (left in an unwritten
-/// slot by an earlier lazy symbol binding), so it only makes a thread
-/// second choice: `loader_ok` is set once the search has lasted a second.
+/// slot by an earlier lazy symbol binding): it makes a thread second
+/// choice (`loader_ok` is set once the search has lasted a second) only if
+/// the thread holds one of the loader's locks, or if they are unknown.
 /// Borrowing a thread that really is inside a constructor is still safe:
 /// the loader's lock is recursive, and glibc allows `dlopen` there.
 fn qualifies(
@@ -162,11 +170,23 @@ fn qualifies(
     if let Some(v) =
         words().find(|&v| within(&ranges.loader, v) && after_a_call(pid, v, &ranges.loader))
     {
-        if !loader_ok {
+        let holds = ranges
+            .loader_locks
+            .as_deref()
+            .and_then(|locks| loaderlock::held_by(pid, t.tid(), locks));
+        if holds == Some(false) {
+            // Inside dlopen, a constructor or dl_iterate_phdr it would
+            // hold one of the loader's locks: the address is stale.
+            debug(
+                "taken, holds none of the loader's locks: stale loader return address",
+                v,
+            );
+        } else if !loader_ok {
             debug("passed over for now, loader return address", v);
             return Ok(None);
+        } else {
+            debug("taken anyway, loader return address", v);
         }
-        debug("taken anyway, loader return address", v);
     }
     Ok(Some(how))
 }
