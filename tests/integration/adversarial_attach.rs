@@ -223,6 +223,8 @@ fn a_thread_inside_a_constructor_is_seen_holding_the_loader_lock() {
             .trim()
             .to_string();
         t.expect_out("in-constructor", READY);
+        // The main thread gets the GIL back and enters its spin.
+        std::thread::sleep(Duration::from_millis(500));
         let out = Proc::spawn(
             format!("RPROF_DEBUG=1 rprof attach {}", t.pid),
             util::rprof()

@@ -485,17 +485,40 @@ fn threading_modules(py: &Python) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Starts `cmd` the way `nohup … &` in a script would: SIGINT and SIGHUP
+/// ignored, and (as a caller may) SIGUSR1 blocked. The program must see
+/// exactly that under `rprof run` as under plain python.
+fn as_a_background_job(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (signal, sigemptyset, sigaddset,
+    // sigprocmask) on its own stack data.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        })
+    }
+}
+
 #[test]
 fn run_is_indistinguishable_from_plain_python() {
     for py in util::interpreters() {
         let s = script("main_probe.py");
         let dir = tempdir();
         let prof = dir.path().join("p.prof");
-        let plain = util::run(plain_env(Command::new(&py.path).arg(&s).arg("raise")));
+        let plain = util::run(as_a_background_job(plain_env(
+            Command::new(&py.path).arg(&s).arg("raise"),
+        )));
         for hook in hooks(py) {
             let ctx = format!("{} --hook {hook}", py.label());
             let mut c = Command::new(env!("CARGO_BIN_EXE_rprof"));
-            plain_env(&mut c)
+            as_a_background_job(plain_env(&mut c))
                 .args(["run", "--hook", hook, "-o"])
                 .arg(&prof)
                 .arg("--python")
@@ -510,7 +533,7 @@ fn run_is_indistinguishable_from_plain_python() {
                     .unwrap_or_else(|| panic!("{ctx}: no {key} line\n{}", util::describe(o)))
                     .to_string()
             };
-            for key in ["GLOBALS", "LOADER", "ARGV"] {
+            for key in ["GLOBALS", "LOADER", "ARGV", "SIGNALS"] {
                 assert_eq!(line(&got, key), line(&plain, key), "{ctx}");
             }
             let modules = |o: &Output| -> std::collections::BTreeSet<String> {

@@ -120,6 +120,7 @@ pub fn root() -> PathBuf {
 
 /// The rprof binary under test.
 pub fn rprof() -> Command {
+    default_signals();
     let mut c = Command::new(env!("CARGO_BIN_EXE_rprof"));
     deterministic(&mut c);
     c
@@ -211,7 +212,26 @@ fn candidates() -> Vec<PathBuf> {
 /// Panics if there is none: a test suite that tests nothing must not pass.
 /// Under `CI=true` it also panics when an interpreter family the suite is
 /// meant to cover is missing; elsewhere each missing family is a skip.
+/// Gives the test process (and so everything it starts) the default
+/// disposition of SIGINT, SIGHUP, SIGQUIT and SIGTERM, once. A suite started
+/// as a shell's background job (`.ci/run &`, `nohup`) inherits SIGINT and
+/// SIGQUIT ignored; rprof keeps an inherited ignored signal ignored, as a
+/// program must (`adversarial_shim::run_is_indistinguishable_from_plain_python`
+/// tests that case on purpose), so the tests that press Ctrl-C need the
+/// signals a terminal would give them.
+pub fn default_signals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGTERM] {
+            // SAFETY: resetting a disposition to the default has no
+            // memory-safety preconditions.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    });
+}
+
 pub fn interpreters() -> &'static [Python] {
+    default_signals();
     static FOUND: OnceLock<Vec<Python>> = OnceLock::new();
     FOUND.get_or_init(|| {
         print_summary_at_exit();

@@ -6,9 +6,10 @@ that it is sometimes running the interpreter and sometimes blocked. Options:
   constructor takes seconds, holding the dynamic loader's lock) and prints
   `dlopen-started tid=N` first; the target checks that the load finished;
 * `--spin-main LIB` (with `--slow-dlopen`): the main thread prints
-  `spinning`, starts the slow load and spins 4 s in LIB's native code
-  (`spin_then_vfork`), so the constructor's thread is the only one blocked
-  in a system call or running the interpreter meanwhile;
+  `spinning`, starts the slow load (then a foreign call of dlopen(3), so
+  that the GIL is free during the constructor) and spins 4 s in LIB's
+  native code (`spin_then_vfork`), so the constructor's thread is the only
+  one blocked in a system call or running the interpreter meanwhile;
 * `--vfork LIB`: the main thread alternates 20 ms of native spinning with a
   vfork() whose child lives 200 ms (the thread waits uninterruptibly, state
   D), while a second thread does the Python work;
@@ -52,12 +53,28 @@ def main():
     # Loaded before the slow load starts: it holds the loader's lock.
     spin = arg("--spin-main")
     spinner = ctypes.CDLL(spin) if spin else None
+    dlopen = None
+    if spinner is not None:
+        # With --spin-main the slow load calls dlopen(3) as a foreign
+        # function, which lets go of the GIL (ctypes.CDLL may keep it
+        # through the constructor, and the main thread would then wait for
+        # the GIL instead of spinning).
+        dlopen = ctypes.CDLL(None).dlopen
+        dlopen.restype = ctypes.c_void_p
+        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        # Looked up (dlsym takes the loader's lock) and called once (its
+        # lazy bindings) before the constructor holds that lock.
+        spin_then_vfork = spinner.spin_then_vfork
+        check(spin_then_vfork(0, 0) == 0, "spin_then_vfork failed")
     announced = threading.Event()
     if slow:
         def load():
             say("dlopen-started tid=%d" % threading.get_native_id())
             announced.set()
-            ctypes.CDLL(slow)
+            if dlopen is not None:
+                check(dlopen(slow.encode(), 2) is not None, "dlopen(%r) failed" % slow)
+            else:
+                ctypes.CDLL(slow)
             loaded.append(slow)
 
         threads.append(threading.Thread(target=load))
@@ -73,7 +90,7 @@ def main():
         # ctypes lets go of the GIL for the call, so the other thread starts
         # its load (which may keep the GIL through the constructor) while
         # this one spins.
-        check(spinner.spin_then_vfork(4000, 0) == 0, "spin_then_vfork failed")
+        check(spin_then_vfork(4000, 0) == 0, "spin_then_vfork failed")
     if slow:
         announced.wait()
     one_round()

@@ -5,7 +5,12 @@
 //!
 //! The handler only stores the signal number; the code polls it.
 //! Handlers (unlike ignored signals) are reset by `exec`, so a child started
-//! afterwards gets the default behaviour.
+//! afterwards gets the default behaviour. A signal that rprof's own caller
+//! ignores (`nohup` ignores SIGHUP; a shell's background job starts with
+//! SIGINT and SIGQUIT ignored) is left ignored, for rprof and for the
+//! program `rprof run` starts, exactly as plain `python` would inherit it:
+//! catching it would hand the program a default disposition it never had
+//! (asyncio, for one, then installs its own SIGINT handler).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -26,12 +31,19 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     RECEIVED.store(sig, Ordering::Relaxed);
 }
 
-/// Installs the handler for SIGINT, SIGTERM, SIGHUP and SIGQUIT.
+/// Installs the handler for SIGINT, SIGTERM, SIGHUP and SIGQUIT, except
+/// for those that are ignored now (see the module's doc).
 pub fn catch_interrupts() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // SAFETY: the handler is async-signal-safe (one atomic store), and
-        // sigaction is given a fully initialised struct.
+        // sigaction is given fully initialised structs.
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
             sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
