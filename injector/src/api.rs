@@ -200,6 +200,8 @@ api! {
         cfunction_type: "PyCFunction_Type";
         method_descr_type: "PyMethodDescr_Type";
         function_type: "PyFunction_Type";
+        type_type: "PyType_Type";
+        method_type: "PyMethod_Type";
         unicode_type: "PyUnicode_Type";
         module_type: "PyModule_Type";
     }
@@ -258,6 +260,18 @@ impl Api {
         // SAFETY: `o` is live, and probe_ob_type() found ob_type at this
         // word of the header, which every object has.
         unsafe { *(o as *const PyObj).add(self.layout.ob_type_words) }
+    }
+
+    /// Whether a CALL event (3.12+) of a callable of exact type `t` is
+    /// never recorded, so a callback can answer it without reading any
+    /// capture state: cProfile records builtin functions and method
+    /// descriptors only (`get_cfunc_from_callable`). A plain function's
+    /// PY_START follows; a class and a bound method are neither (`type` and
+    /// `method` are not subtypes of `builtin_function_or_method`, and these
+    /// are exact type comparisons).
+    #[inline(always)]
+    pub fn call_never_recorded(&self, t: PyObj) -> bool {
+        t == self.function_type || t == self.type_type || t == self.method_type
     }
 
     /// `PyCFunction_Check(o)`.

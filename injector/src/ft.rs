@@ -678,7 +678,7 @@ impl Local {
         // SAFETY: callable and arg0 are live (CPython passes them).
         unsafe {
             let t = api.type_of(callable);
-            if t == api.function_type {
+            if api.call_never_recorded(t) {
                 return None;
             }
             if t == api.cfunction_type || (api.type_is_subtype)(t, api.cfunction_type) != 0 {
@@ -882,16 +882,17 @@ unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> 
 #[inline(always)]
 fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
     if nargs >= 4 {
-        // A Python callee (a plain function) needs nothing here, its
-        // PY_START follows: answered before any thread-local state.
+        // A callable that is never recorded (a Python callee, whose
+        // PY_START follows; a class; a bound method) is answered before any
+        // thread-local state.
         // SAFETY: API is read-only while hooks run; args[2] (the callable)
         // is live for the whole callback.
-        let python_callee = unsafe {
+        let never = unsafe {
             API.get_ref()
                 .as_ref()
-                .is_some_and(|api| api.type_of(*args.add(2)) == api.function_type)
+                .is_some_and(|api| api.call_never_recorded(api.type_of(*args.add(2))))
         };
-        if python_callee {
+        if never {
             return;
         }
         with_local(|api, l| {

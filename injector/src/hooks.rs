@@ -1153,7 +1153,7 @@ impl Capture {
         if key == self.last_key {
             return Some(self.last_id);
         }
-        let id = self.table.get(key)?.id;
+        let id = self.table.id(key)?;
         self.last_key = key;
         self.last_id = id;
         Some(id)
@@ -1264,7 +1264,7 @@ unsafe fn callable_id(
     // callback); GIL held.
     unsafe {
         let t = api.type_of(callable);
-        if t == api.function_type {
+        if api.call_never_recorded(t) {
             return None;
         }
         if t == api.cfunction_type || (api.type_is_subtype)(t, api.cfunction_type) != 0 {
@@ -1373,8 +1373,9 @@ unsafe fn recording() -> Option<(&'static Api, u64)> {
 }
 
 /// The setprofile hook (`Py_tracefunc`). The fast path (a function
-/// already interned, an exact builtin function) reads the capture once and
-/// calls nothing; everything else goes through [`profile_slow`].
+/// already interned and in the table's front cache, an exact builtin
+/// function) reads the capture once and calls nothing; everything else
+/// goes through [`profile_slow`].
 ///
 /// # Safety
 /// Called by CPython with the GIL held and live `frame`/`arg`.
@@ -1421,8 +1422,8 @@ pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
             _ => return profile_slow(frame, what, arg),
         };
         if let Some(cap) = CAPTURE.get().as_mut() {
-            if let Some(e) = cap.table.get(key) {
-                cap.writer.event(kind, e.id);
+            if let Some(id) = cap.table.cached(key) {
+                cap.writer.event(kind, id);
                 return 0;
             }
         }
@@ -1431,8 +1432,8 @@ pub unsafe extern "C" fn profile_cb<const BUILTINS: bool>(
 }
 
 /// [`profile_cb`] for what its fast path does not cover: a function seen
-/// for the first time (interning may call into Python), a builtin of a
-/// subclass of the builtin function type.
+/// for the first time (interning may call into Python) or not in the front
+/// cache, a builtin of a subclass of the builtin function type.
 #[cold]
 #[inline(never)]
 unsafe fn profile_slow(frame: PyObj, what: c_int, arg: PyObj) -> c_int {
@@ -1519,7 +1520,8 @@ unsafe extern "C" fn mon_return(_m: PyObj, args: *const PyObj, nargs: isize) -> 
 }
 
 /// PY_START/RESUME/THROW and PY_RETURN/YIELD/UNWIND: `args[0]` is the code
-/// object. The fast path (a known code object) reads the capture once.
+/// object. The fast path (a code object in the table's front cache) reads
+/// the capture once.
 #[inline(always)]
 unsafe fn mon_py_event(args: *const PyObj, nargs: isize, kind: Kind) {
     if nargs < 1 {
@@ -1539,8 +1541,8 @@ unsafe fn mon_py_event(args: *const PyObj, nargs: isize, kind: Kind) {
     unsafe {
         let code = *args;
         if let Some(cap) = CAPTURE.get().as_mut() {
-            if let Some(e) = cap.table.get(code as usize) {
-                cap.writer.event(kind, e.id);
+            if let Some(id) = cap.table.cached(code as usize) {
+                cap.writer.event(kind, id);
                 return;
             }
         }
@@ -1548,7 +1550,8 @@ unsafe fn mon_py_event(args: *const PyObj, nargs: isize, kind: Kind) {
     }
 }
 
-/// A code object seen for the first time: interned (which calls into
+/// A code object not in the front cache: looked up in the table (which
+/// caches it in front), or on first sight interned (which calls into
 /// Python), then recorded if the capture still records.
 #[cold]
 #[inline(never)]
@@ -1564,8 +1567,9 @@ unsafe fn mon_py_slow(code: PyObj, kind: Kind) {
 }
 
 /// CALL, C_RETURN, C_RAISE: `args` are (code, offset, callable, arg0). A
-/// Python callee (a plain function) is answered first, with one type
-/// comparison: its PY_START follows, and needs no record here. A known
+/// callable that is never recorded (a plain function, whose PY_START
+/// follows; a class; a bound method) is answered first, with three type
+/// comparisons ([`Api::call_never_recorded`]). A known
 /// exact builtin function or method descriptor reads the capture once;
 /// the rest goes to [`mon_c_slow`].
 #[inline(always)]
@@ -1590,15 +1594,15 @@ unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
         };
         let callable = *args.add(2);
         let t = api.type_of(callable);
-        if t == api.function_type {
+        if api.call_never_recorded(t) {
             return;
         }
         let Some(cap) = CAPTURE.get().as_mut() else {
             return;
         };
         if t == api.cfunction_type {
-            if let Some(e) = cap.table.get(api.m_ml(callable) as usize) {
-                cap.writer.event(kind, e.id);
+            if let Some(id) = cap.table.cached(api.m_ml(callable) as usize) {
+                cap.writer.event(kind, id);
                 return;
             }
         } else if t == api.method_descr_type {
@@ -1622,7 +1626,7 @@ unsafe fn mon_c_event(args: *const PyObj, nargs: isize, kind: Kind) {
 }
 
 /// [`mon_c_event`] for a callable seen for the first time (labelling it
-/// may call into Python) or of a subtype.
+/// may call into Python), not in the front cache, or of a subtype.
 #[cold]
 #[inline(never)]
 unsafe fn mon_c_slow(args: *const PyObj, kind: Kind) {

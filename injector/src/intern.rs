@@ -31,8 +31,24 @@ const EMPTY: Entry = Entry {
     objclass: core::ptr::null_mut(),
 };
 
-/// Open-addressing map from key address to [`Entry`].
+/// Entries of [`Table`]'s front cache.
+const FRONT: usize = 1024;
+/// A key no object or `PyMethodDef` can have: marks an empty front entry.
+const NO_KEY: usize = usize::MAX;
+
+/// Open-addressing map from key address to [`Entry`], behind a
+/// direct-mapped front cache of ids.
+///
+/// The front cache answers the hot lookups (a code object's id on every
+/// PY_START and PY_RETURN) with one probe at a fixed place: the table
+/// lives inside the static capture, so the cache's address needs no load,
+/// and a miss costs one probe of the table, which then fills the entry.
+/// It holds copies of entries without an `objclass` only (code objects and
+/// builtins), so it can answer [`id`](Self::id) but never stands in for
+/// [`get`](Self::get).
 pub struct Table {
+    front_keys: [usize; FRONT],
+    front_ids: [u32; FRONT],
     slots: Vec<Entry>,
     len: usize,
     next_id: u32,
@@ -41,6 +57,14 @@ pub struct Table {
 #[inline(always)]
 fn hash(key: usize, mask: usize) -> usize {
     ((key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+}
+
+/// The front cache entry of `key` (the hash's top bits, so that it differs
+/// from the table's own probe start).
+#[inline(always)]
+fn front_index(key: usize) -> usize {
+    ((key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FRONT.trailing_zeros()))
+        as usize
 }
 
 impl Default for Table {
@@ -52,6 +76,8 @@ impl Default for Table {
 impl Table {
     pub fn new() -> Table {
         Table {
+            front_keys: [NO_KEY; FRONT],
+            front_ids: [0; FRONT],
             slots: vec![EMPTY; 1024],
             len: 0,
             next_id: 0,
@@ -74,6 +100,37 @@ impl Table {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// The id of `key` if the front cache has it: the callbacks' fast
+    /// path, which leaves a miss to their slow path (and [`id`](Self::id)).
+    #[inline(always)]
+    pub fn cached(&self, key: usize) -> Option<u32> {
+        let i = front_index(key);
+        // SAFETY: front_index is below FRONT (a 10-bit shift result).
+        unsafe {
+            if *self.front_keys.get_unchecked(i) == key {
+                return Some(*self.front_ids.get_unchecked(i));
+            }
+        }
+        None
+    }
+
+    /// The id of a key that has no `objclass` (a code object, a builtin's
+    /// `PyMethodDef`): the front cache, then the table, which fills the
+    /// front cache's entry.
+    pub fn id(&mut self, key: usize) -> Option<u32> {
+        if let Some(id) = self.cached(key) {
+            return Some(id);
+        }
+        let i = front_index(key);
+        let e = self.get(key)?;
+        let id = e.id;
+        if e.objclass.is_null() {
+            self.front_keys[i] = key;
+            self.front_ids[i] = id;
+        }
+        Some(id)
     }
 
     /// The id the next [`insert`](Self::insert) gives.
@@ -122,18 +179,23 @@ impl Table {
     /// # Safety
     /// GIL held.
     pub unsafe fn clear(&mut self, api: &Api) {
+        for o in self.empty() {
+            // SAFETY: we took this reference in `insert`'s caller.
+            unsafe { (api.py_decref)(o) };
+        }
+    }
+
+    /// Empties the table and its front cache, handing back the references
+    /// it held (code objects, descriptors and their `objclass`es).
+    fn empty(&mut self) -> Vec<PyObj> {
+        let mut refs = Vec::new();
         for e in &mut self.slots {
-            if !e.owned.is_null() {
-                // SAFETY: we took this reference in `insert`'s caller.
-                unsafe { (api.py_decref)(e.owned) };
-            }
-            if !e.objclass.is_null() {
-                // SAFETY: as above.
-                unsafe { (api.py_decref)(e.objclass) };
-            }
+            refs.extend([e.owned, e.objclass].into_iter().filter(|o| !o.is_null()));
             *e = EMPTY;
         }
+        self.front_keys = [NO_KEY; FRONT];
         self.len = 0;
+        refs
     }
 }
 
@@ -278,5 +340,33 @@ mod tests {
             assert_eq!(t.get(k * 16).unwrap().id as usize, k - 1);
         }
         assert!(t.get(5000 * 16).is_none());
+    }
+
+    /// The front cache answers what the table answers, keys that share a
+    /// front entry included, and never an `objclass` entry or a dropped key.
+    #[test]
+    fn front_cache_agrees_with_the_table() {
+        let mut t = Table::new();
+        // 4 × FRONT keys: every front entry is shared by several of them.
+        let keys: Vec<usize> = (1..=4 * FRONT).map(|k| 0x7f00_0000_0000 + k * 48).collect();
+        for &k in &keys {
+            t.insert(k, core::ptr::null_mut(), core::ptr::null_mut());
+        }
+        let descr = 0x5500_0000_0000usize;
+        let objclass = 0x10 as PyObj;
+        t.insert(descr, core::ptr::null_mut(), objclass);
+        for _ in 0..3 {
+            for &k in keys.iter().chain(keys.iter().rev()) {
+                assert_eq!(t.id(k), Some(t.get(k).unwrap().id), "key {k:#x}");
+            }
+        }
+        assert_eq!(t.id(descr), Some(t.get(descr).unwrap().id));
+        assert_ne!(t.front_keys[front_index(descr)], descr);
+        assert_eq!(t.id(0x1234_5670), None);
+        assert_eq!(t.id(usize::MAX), None);
+        assert_eq!(t.empty(), vec![objclass]);
+        for &k in keys.iter().chain([&descr]) {
+            assert_eq!(t.id(k), None);
+        }
     }
 }

@@ -19,8 +19,8 @@
 
 use core::ffi::CStr;
 use core::ptr;
+use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicPtr, AtomicU64};
 use rprof_abi::{
     command, compact, record_words, state, string_words, Clock, FullPolicy, Header, Kind,
     RecordHeader, HEADER_BYTES, MAX_STRING_BYTES, MAX_WAIT_NS, READER_TIMEOUT_NS,
@@ -86,8 +86,16 @@ pub(crate) fn timestamp(clock: Clock) -> u64 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: rdtsc is available on every x86_64 CPU.
         Clock::Tsc => unsafe { core::arch::x86_64::_rdtsc() },
-        _ => monotonic_ns(),
+        _ => monotonic_out_of_line(),
     }
+}
+
+/// [`monotonic_ns`] as a call, so that the callbacks' fast path (with the
+/// TSC) needs no stack frame for the `timespec`.
+#[cold]
+#[inline(never)]
+fn monotonic_out_of_line() -> u64 {
+    monotonic_ns()
 }
 
 /// The shared `head` is updated once per this many words (64 events), not
@@ -192,7 +200,6 @@ impl Writer {
         };
         h.clock_used.store(clock as u32, Relaxed);
         let head = h.head.load(Relaxed);
-        WRITTEN.store(head, Release);
         HEADER.store(header, Release);
         let tail = h.tail.load(Acquire);
         Ok(Writer {
@@ -218,7 +225,6 @@ impl Writer {
     /// Makes this writer the one [`publish_written`] publishes for (after
     /// the writer it replaced, in a forked child, was dropped).
     pub fn register(&self) {
-        WRITTEN.store(self.head, Release);
         HEADER.store(self.header, Release);
     }
 
@@ -600,7 +606,6 @@ impl Writer {
     #[inline(always)]
     fn publish(&mut self, words: u64) {
         self.head = self.head.wrapping_add(words);
-        WRITTEN.store(self.head, Release);
         self.header().written.store(self.head, Release);
         if self.head.wrapping_sub(self.published) >= PUBLISH_WORDS {
             self.flush();
@@ -617,9 +622,6 @@ impl Writer {
     }
 }
 
-/// The producer's head, for [`publish_written`]: every record below it is
-/// complete.
-static WRITTEN: AtomicU64 = AtomicU64::new(0);
 /// The mapped header of the current writer, or null.
 static HEADER: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
 
@@ -641,8 +643,9 @@ pub fn publish_written() {
     // SAFETY: HEADER is set while the mapping exists and cleared (by the
     // writer's Drop, under the GIL) before it is unmapped; the callers run
     // either on the only thread that can drop the writer (the agent) or
-    // after the interpreter has stopped running Python (atexit).
-    unsafe { (*h).head.fetch_max(WRITTEN.load(Acquire), Release) };
+    // after the interpreter has stopped running Python (atexit). `written`
+    // is the producer's head, stored after each record is complete.
+    unsafe { (*h).head.fetch_max((*h).written.load(Acquire), Release) };
 }
 
 impl Drop for Writer {
