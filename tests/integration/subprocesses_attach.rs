@@ -32,6 +32,21 @@ fn tree_script() -> PathBuf {
     util::root().join("tests/subprocesses/forktree.py")
 }
 
+/// Starts `forktree.py` with 3 workers on `py`, quitting when `dir/quit`
+/// appears, and waits until it is ready.
+fn start_tree(py: &Python, dir: &tempfile::TempDir) -> Spawned {
+    let mut target = Spawned::spawn(
+        format!("forktree.py on {}", py.label()),
+        py.command()
+            .arg(tree_script())
+            .arg("3")
+            .arg("0.005")
+            .arg(dir.path().join("quit")),
+    );
+    target.expect_out("ready", LIMIT);
+    target
+}
+
 /// Direct children of `pid`.
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -247,15 +262,7 @@ fn tree_of_workers_gives_pid_files_that_add_up_to_the_merged_profile() {
 fn tree_of_workers(py: &Python) {
     let ctx = format!("forktree on {}", py.label());
     let dir = tempfile::tempdir().unwrap();
-    let mut target = Spawned::spawn(
-        format!("forktree.py on {}", py.label()),
-        py.command()
-            .arg(tree_script())
-            .arg("3")
-            .arg("0.005")
-            .arg(dir.path().join("quit")),
-    );
-    target.expect_out("ready", LIMIT);
+    let mut target = start_tree(py, &dir);
     let pid = target.pid();
     let mut kids = children(pid);
     kids.sort();
@@ -340,15 +347,7 @@ fn a_worker_killed_mid_capture_is_reported_and_the_others_are_complete() {
     let py = util::interpreters().last().unwrap();
     let ctx = format!("forktree on {}", py.label());
     let dir = tempfile::tempdir().unwrap();
-    let mut target = Spawned::spawn(
-        format!("forktree.py on {}", py.label()),
-        py.command()
-            .arg(tree_script())
-            .arg("3")
-            .arg("0.005")
-            .arg(dir.path().join("quit")),
-    );
-    target.expect_out("ready", LIMIT);
+    let mut target = start_tree(py, &dir);
     let pid = target.pid();
     let victim = children(pid)
         .into_iter()
@@ -491,15 +490,7 @@ fn rprof_killed_every_process_lets_go() {
     let py = util::interpreters().last().unwrap();
     let ctx = format!("forktree on {}", py.label());
     let dir = tempfile::tempdir().unwrap();
-    let mut target = Spawned::spawn(
-        ctx.clone(),
-        py.command()
-            .arg(tree_script())
-            .arg("3")
-            .arg("0.005")
-            .arg(dir.path().join("quit")),
-    );
-    target.expect_out("ready", LIMIT);
+    let mut target = start_tree(py, &dir);
     let pid = target.pid();
     let mut rprof = Spawned::spawn(
         "rprof attach --subprocesses",

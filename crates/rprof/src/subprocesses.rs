@@ -503,6 +503,22 @@ fn classify(
     inherited: &mut HashMap<i32, Instant>,
 ) -> (Known, Option<String>) {
     let title = procs::process_title(pid as u32);
+    let skipped = || {
+        Some(format!(
+            "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
+        ))
+    };
+    // Tried again on the next polls for a while, then skipped with a warning.
+    let mut retry = || {
+        let until = *inherited
+            .entry(pid)
+            .or_insert_with(|| Instant::now() + INHERITED_RING_GRACE);
+        if Instant::now() < until {
+            (Known::Inherited, None)
+        } else {
+            (Known::Done, skipped())
+        }
+    };
     match error.downcast_ref::<AttachError>() {
         Some(AttachError::NotPython { .. }) => (Known::NotPython { exe: exe(pid) }, None),
         // Gone before or while attaching, or the capture is ending.
@@ -513,46 +529,13 @@ fn classify(
             | AttachError::Interrupted(_),
         ) => (Known::Done, None),
         // A child forked by a profiled process maps its parent's live
-        // ring until it gets its own or drops it: tried again.
-        Some(AttachError::AlreadyAttached(_)) => {
-            let until = *inherited
-                .entry(pid)
-                .or_insert_with(|| Instant::now() + INHERITED_RING_GRACE);
-            if Instant::now() < until {
-                (Known::Inherited, None)
-            } else {
-                (
-                    Known::Done,
-                    Some(format!(
-                        "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
-                    )),
-                )
-            }
-        }
+        // ring until it gets its own or drops it.
+        Some(AttachError::AlreadyAttached(_)) => retry(),
         _ if !ctl::alive(pid) => (Known::Done, None),
         // A Python just started (`exec`) whose interpreter is not
-        // initialised yet: tried again on the next polls.
-        _ if format!("{error:#}").contains("interpreter is not initialised") => {
-            let until = *inherited
-                .entry(pid)
-                .or_insert_with(|| Instant::now() + INHERITED_RING_GRACE);
-            if Instant::now() < until {
-                (Known::Inherited, None)
-            } else {
-                (
-                    Known::Done,
-                    Some(format!(
-                        "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
-                    )),
-                )
-            }
-        }
-        _ => (
-            Known::Done,
-            Some(format!(
-                "rprof: warning: not profiling PID {pid} ({title}): {error:#}"
-            )),
-        ),
+        // initialised yet.
+        _ if format!("{error:#}").contains("interpreter is not initialised") => retry(),
+        _ => (Known::Done, skipped()),
     }
 }
 
