@@ -188,8 +188,18 @@ impl Children {
                 break;
             }
             stack.extend(children_of(pid).into_iter().map(|c| (c, pid)));
-            if self.procs.iter().any(|p| p.pid == pid) || !is_python(pid) {
+            if self.procs.iter().any(|p| p.pid == pid) {
                 self.unseen.remove(&pid);
+                continue;
+            }
+            if !is_python(pid) {
+                // A fork that ran `exec` of another program never was a
+                // Python. A Python started by `exec` stays reported after
+                // it ends: as a zombie (its parent has not reaped it yet)
+                // it has no executable to read.
+                if self.unseen.get(&pid).is_some_and(|u| !u.started) {
+                    self.unseen.remove(&pid);
+                }
                 continue;
             }
             match self.unseen.get_mut(&pid) {
@@ -342,5 +352,60 @@ impl Children {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Python that cannot be profiled is reported even if a scan sees it
+    /// only after it ended and before its parent reaped it (a zombie, whose
+    /// `/proc/PID/exe` cannot be read): under load the parent may take a
+    /// while.
+    #[test]
+    fn an_unprofiled_python_stays_reported_as_a_zombie() {
+        let me = std::process::id() as i32;
+        let mut c = Children::new(follow::Children::new().unwrap(), None);
+        let mut py = std::process::Command::new("python3")
+            .args(["-I", "-c", "import time; time.sleep(0.3)"])
+            .spawn()
+            .expect("python3 on PATH");
+        let pid = py.id() as i32;
+        let reported = |c: &Children| {
+            c.not_profiled()
+                .iter()
+                .any(|(p, _, why)| *p == pid && why.contains("isolated mode"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reported(&c) {
+            assert!(Instant::now() < deadline, "python -I never reported");
+            c.last_scan = None;
+            c.scan(me);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Ended, not reaped: a zombie.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < deadline, "python -I did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_python(pid), "a zombie's executable is unreadable");
+        c.last_scan = None;
+        c.scan(me);
+        assert!(
+            reported(&c),
+            "forgotten once a zombie: {:?}",
+            c.not_profiled()
+        );
+        py.wait().unwrap();
     }
 }
