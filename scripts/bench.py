@@ -224,6 +224,13 @@ CONFIGS = collections.OrderedDict([
                      applies=lambda i: yappi_python(i) is not None)),
     ("floor", Config("rprof's hook installed, callbacks return at once (rprof run --floor)",
                      _rprof("--floor"), needs_rprof=True)),
+    # The least an exact recorder does per event on the same hook: the floor
+    # plus a clock read and one 8-byte store where rprof reads the clock
+    # (PY_START/PY_RETURN on 3.12+, every event with setprofile). Where this
+    # row is above a target, no exact recorder on this hook can meet it.
+    ("floor-clock", Config("the floor plus one clock read and one 8-byte store per recorded event "
+                           "(rprof run --floor-clock)", _rprof("--floor-clock"), needs_rprof=True,
+                           default=False)),
     ("rprof-auto", Config("rprof run -o FILE (default hook)", _rprof(), needs_rprof=True)),
     ("rprof-attach", Config("rprof attach PID -o FILE (default hook), attached before the timed work",
                             _attach, needs_rprof=True)),
@@ -263,6 +270,8 @@ RATIOS = [
     ("rprof-auto", "floor", "rprof-auto / its floor"),
     ("rprof-attach", "floor", "rprof-attach / the floor"),
     ("floor", "cprofile", "floor / cProfile"),
+    ("floor-clock", "cprofile", "floor+clock / cProfile"),
+    ("rprof-auto", "floor-clock", "rprof-auto / floor+clock"),
     ("rprof-setprofile", "cprofile", "rprof-setprofile / cProfile"),
     ("rprof-setprofile", "floor-setprofile", "rprof-setprofile / its floor"),
     ("rprof-no-builtins", "cprofile-nobuiltins", "rprof --no-builtins / cProfile(builtins=False)"),

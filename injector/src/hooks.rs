@@ -43,7 +43,7 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_long, CStr};
 use core::ptr;
 use core::sync::atomic::{
-    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
 use rprof_abi::{state, Hook, Kind};
 
@@ -87,8 +87,12 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Set in a forked child whose parent was recording: the child's first
 /// event removes the inherited hooks (see [`after_fork_in_child`]).
 static FORKED_DIRTY: AtomicBool = AtomicBool::new(false);
-/// The capture installs do-nothing callbacks ([`rprof_abi::Mode::Floor`]).
+/// The capture installs do-nothing callbacks ([`rprof_abi::Mode::Floor`]
+/// or [`rprof_abi::Mode::FloorClock`]).
 static FLOOR: AtomicBool = AtomicBool::new(false);
+/// With [`FLOOR`]: the callbacks of recorded events read the clock
+/// ([`rprof_abi::Mode::FloorClock`]).
+static FLOOR_CLOCK: AtomicBool = AtomicBool::new(false);
 /// The capture leaves builtins out ([`rprof_abi::flags::NO_BUILTINS`]):
 /// no C event is registered (monitoring), or the setprofile hook that
 /// ignores them first thing is installed.
@@ -116,7 +120,7 @@ enum Callback {
     CRaise = 4,
 }
 
-struct Defs([PyMethodDef; 7]);
+struct Defs([PyMethodDef; 8]);
 // SAFETY: the method definitions are immutable after construction; CPython
 // only reads them.
 unsafe impl Sync for Defs {}
@@ -149,9 +153,15 @@ static DEFS: Defs = Defs([
         api::METH_VARARGS,
     ),
     def(c"rprof_floor", mon_floor as *const (), api::METH_FASTCALL),
+    def(
+        c"rprof_floor_clock",
+        mon_floor_clock as *const (),
+        api::METH_FASTCALL,
+    ),
 ]);
 const BOOTSTRAP_DEF: usize = 5;
 const FLOOR_DEF: usize = 6;
+const FLOOR_CLOCK_DEF: usize = 7;
 
 const fn def(name: &'static CStr, f: *const (), flags: c_int) -> PyMethodDef {
     PyMethodDef {
@@ -193,8 +203,6 @@ struct SetProfile {
 pub struct Capture {
     writer: Writer,
     table: Table,
-    last_key: usize,
-    last_id: u32,
     monitoring: Option<Monitoring>,
     setprofile: Option<SetProfile>,
     /// The announce channel when the capture started (closed when it
@@ -254,10 +262,12 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
     // SAFETY: GIL held.
     let threads = unsafe { count_threads(api) }.saturating_sub(u32::from(agent));
     h.threads_hooked.store(threads, Relaxed);
+    let mode = writer.header().mode;
     FLOOR.store(
-        writer.header().mode == rprof_abi::Mode::Floor as u32,
+        mode == rprof_abi::Mode::Floor as u32 || mode == rprof_abi::Mode::FloorClock as u32,
         Relaxed,
     );
+    FLOOR_CLOCK.store(mode == rprof_abi::Mode::FloorClock as u32, Relaxed);
     NO_BUILTINS.store(
         writer.header().flags & rprof_abi::flags::NO_BUILTINS != 0,
         Relaxed,
@@ -270,8 +280,6 @@ pub unsafe fn start(path: &CStr, agent: bool) -> Result<(), StartError> {
         *CAPTURE.get() = Some(Capture {
             writer,
             table: Table::new(),
-            last_key: 0,
-            last_id: 0,
             monitoring: None,
             setprofile: None,
             channel: crate::follow::channel(),
@@ -490,8 +498,6 @@ unsafe fn follow_in_child() -> bool {
         cap.table.clear(api);
     }
     cap.table = Table::new();
-    cap.last_key = 0;
-    cap.last_id = 0;
     // Unmaps the parent's ring (the writer's Drop writes nothing).
     drop(core::mem::replace(&mut cap.writer, writer));
     cap.writer.register();
@@ -858,6 +864,7 @@ fn is_ours(func: usize) -> bool {
     func == profile_cb::<true> as *const () as usize
         || func == profile_cb::<false> as *const () as usize
         || func == floor_cb as *const () as usize
+        || func == floor_clock_cb as *const () as usize
         || func == crate::ft::profile_cb::<true> as *const () as usize
         || func == crate::ft::profile_cb::<false> as *const () as usize
 }
@@ -1014,7 +1021,12 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
         }
         // Objects with their own vectorcall slot where the interpreter
         // lets us build them (every 3.12+ does), PyCFunctions otherwise.
-        let vectorcalls = if FLOOR.load(Relaxed) {
+        let vectorcalls = if FLOOR_CLOCK.load(Relaxed) {
+            // The clock where the recorder reads it on every event: on
+            // PY_START and PY_RETURN (a CALL of a builtin reads it too,
+            // which this lower bound leaves out).
+            [vc_floor_clock, vc_floor_clock, vc_floor, vc_floor, vc_floor]
+        } else if FLOOR.load(Relaxed) {
             [vc_floor as crate::callback::Vectorcall; 5]
         } else if crate::ft::ENABLED.load(Relaxed) {
             crate::ft::VECTORCALLS
@@ -1027,7 +1039,9 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             callbacks.copy_from_slice(&objs);
         } else {
             for (i, cb) in callbacks.iter_mut().enumerate() {
-                let d = if FLOOR.load(Relaxed) {
+                let d = if FLOOR_CLOCK.load(Relaxed) && i < 2 {
+                    def_ptr(FLOOR_CLOCK_DEF)
+                } else if FLOOR.load(Relaxed) {
                     def_ptr(FLOOR_DEF)
                 } else if crate::ft::ENABLED.load(Relaxed) {
                     crate::ft::def_ptr(i)
@@ -1147,16 +1161,11 @@ impl Capture {
         self.writer.event(kind, id);
     }
 
-    /// The id of `key` if it is known (no Python call).
+    /// The id of `key` if it is known (no Python call): the table's front
+    /// cache, then the table.
     #[inline(always)]
     fn known(&mut self, key: usize) -> Option<u32> {
-        if key == self.last_key {
-            return Some(self.last_id);
-        }
-        let id = self.table.id(key)?;
-        self.last_key = key;
-        self.last_id = id;
-        Some(id)
+        self.table.id(key)
     }
 }
 
@@ -1465,6 +1474,9 @@ unsafe fn profile_slow(frame: PyObj, what: c_int, arg: PyObj) -> c_int {
 /// The setprofile hook of this capture.
 fn native_hook() -> api::TraceFunc {
     let builtins = !NO_BUILTINS.load(Relaxed);
+    if FLOOR_CLOCK.load(Relaxed) {
+        return floor_clock_cb;
+    }
     match (
         FLOOR.load(Relaxed),
         crate::ft::ENABLED.load(Relaxed),
@@ -1485,6 +1497,43 @@ unsafe extern "C" fn floor_cb(_obj: PyObj, _frame: PyObj, _what: c_int, _arg: Py
 
 /// The floor's monitoring callback: does nothing.
 unsafe extern "C" fn mon_floor(_m: PyObj, _args: *const PyObj, _nargs: isize) -> PyObj {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe { none() }
+}
+
+/// Where the clock floor's callbacks store their word: 32 KiB of the
+/// shim's own (it fits the L1 cache, which makes the store as cheap as a
+/// store of 8 bytes an event can be), written in sequence.
+static FLOOR_SINK: [AtomicU64; FLOOR_SINK_WORDS] = [const { AtomicU64::new(0) }; FLOOR_SINK_WORDS];
+const FLOOR_SINK_WORDS: usize = 4096;
+/// The next word of [`FLOOR_SINK`] (racy on a free-threaded build, which
+/// only makes two threads share a word: every index is masked in bounds).
+static FLOOR_SINK_AT: AtomicUsize = AtomicUsize::new(0);
+
+/// The clock floor's work: read the clock, store one word.
+#[inline(always)]
+fn floor_clock() {
+    let ts = crate::ring::timestamp(rprof_abi::Clock::Tsc);
+    let i = FLOOR_SINK_AT.load(Relaxed);
+    FLOOR_SINK[i & (FLOOR_SINK_WORDS - 1)].store(ts, Relaxed);
+    FLOOR_SINK_AT.store(i.wrapping_add(1), Relaxed);
+}
+
+/// The clock floor's setprofile hook: every event is one cProfile records.
+unsafe extern "C" fn floor_clock_cb(
+    _obj: PyObj,
+    _frame: PyObj,
+    _what: c_int,
+    _arg: PyObj,
+) -> c_int {
+    floor_clock();
+    0
+}
+
+/// The clock floor's PY_START/PY_RETURN callback.
+#[inline(always)]
+unsafe extern "C" fn mon_floor_clock(_m: PyObj, _args: *const PyObj, _nargs: isize) -> PyObj {
+    floor_clock();
     // SAFETY: called by CPython with the GIL held.
     unsafe { none() }
 }
@@ -1678,6 +1727,7 @@ crate::callback::vectorcall!(vc_call => mon_call);
 crate::callback::vectorcall!(vc_c_return => mon_c_return);
 crate::callback::vectorcall!(vc_c_raise => mon_c_raise);
 crate::callback::vectorcall!(vc_floor => mon_floor);
+crate::callback::vectorcall!(vc_floor_clock => mon_floor_clock);
 
 /// The monitoring callbacks as vectorcall functions, in [`Callback`] order.
 const VECTORCALLS: [crate::callback::Vectorcall; 5] =

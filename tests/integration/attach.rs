@@ -714,10 +714,12 @@ fn unique() -> u64 {
 }
 
 fn hook_args(hook: &str) -> Vec<&str> {
-    if hook == "auto" {
-        vec![]
-    } else {
-        vec!["--hook", hook]
+    match hook {
+        "auto" => vec![],
+        // The benchmarks' lower bound: the default hook, whose callbacks
+        // read the clock and record nothing.
+        "floor-clock" => vec!["--floor-clock"],
+        _ => vec!["--hook", hook],
     }
 }
 
@@ -1675,12 +1677,14 @@ fn rprof_fds(pid: i32) -> Vec<String> {
 /// sys.monitoring tool or event, and calls as fast as before. While
 /// attached, the agent thread and the ring are seen, so that these checks
 /// can tell. One interpreter per hook (oldest and newest; setprofile and
-/// sys.monitoring on the newest).
+/// sys.monitoring on the newest), and the benchmarks' `--floor-clock`
+/// callbacks on each, which must be installed and removed as well and
+/// record nothing.
 #[test]
 fn detach_leaves_no_hook_thread_mapping_or_directory() {
     let dir = tempfile::tempdir().unwrap();
     for py in oldest_and_newest() {
-        for hook in hooks(py) {
+        for hook in hooks(py).into_iter().chain(["floor-clock"]) {
             let ctx = format!("detach_probe.py on {} (hook {hook})", py.label());
             let mut t = start_with(&py.path, &py.label(), "detach_probe.py", &[], false);
             t.expect_out("ready", READY);
@@ -1708,6 +1712,17 @@ fn detach_leaves_no_hook_thread_mapping_or_directory() {
             t.expect_out("measured during=", READY);
             let out = r.outcome();
             assert_attached_ok(&out, &t, py, &ctx);
+            let events = out
+                .stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("rprof: ")?.split_once(" events, "))
+                .and_then(|(n, _)| n.parse::<u64>().ok());
+            assert_eq!(
+                events == Some(0),
+                hook == "floor-clock",
+                "{ctx}: --floor-clock records nothing, a capture records calls\n{}",
+                out.describe()
+            );
             // The agent exits right after it wrote the end of the stream
             // (the deadline only allows for a loaded machine).
             let deadline = Instant::now() + Duration::from_secs(5);

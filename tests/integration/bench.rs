@@ -1,6 +1,7 @@
 //! `scripts/bench.py` stays runnable: its options parse and one tiny row of
 //! the workload matrix runs end to end (cProfile, cProfile(builtins=False),
-//! rprof). The benchmarks themselves never run in the test suite.
+//! rprof, the floor with a clock read). The benchmarks themselves never run
+//! in the test suite.
 
 use crate::util;
 use std::process::Command;
@@ -38,7 +39,7 @@ fn bench_py_parses_its_options_and_runs_one_tiny_row() {
         "--workloads",
         "call_heavy",
         "--configs",
-        "cprofile,cprofile-nobuiltins,rprof-auto,rprof-no-builtins",
+        "cprofile,cprofile-nobuiltins,rprof-auto,rprof-no-builtins,floor-clock",
         "--reps",
         "1",
         "--scale",
@@ -53,6 +54,7 @@ fn bench_py_parses_its_options_and_runs_one_tiny_row() {
     assert!(
         row.status.success()
             && text.contains("rprof-auto / cProfile")
+            && text.contains("floor+clock / cProfile")
             && !text.contains("Problems"),
         "one tiny row of bench.py\n{}",
         util::describe(&row)

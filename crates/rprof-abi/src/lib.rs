@@ -114,6 +114,12 @@ pub enum Mode {
     /// Install the hook, but make every callback return at once: the floor
     /// a benchmark compares the recording hook with.
     Floor = 1,
+    /// The floor plus the least any exact recorder does per event: the
+    /// callbacks of PY_START/PY_RETURN (3.12+) or of every event
+    /// (setprofile) read the clock and store one 8-byte word into memory
+    /// of the shim's own, nothing else. A benchmark's lower bound for a
+    /// recorder on this hook; the profile is empty.
+    FloorClock = 2,
 }
 
 /// Bits of [`Header::flags`]: cProfile's `Profile(builtins=..., subcalls=...)`

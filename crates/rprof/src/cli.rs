@@ -157,6 +157,12 @@ pub struct OutputArgs {
     /// the hook's own cost (the profile is empty).
     #[arg(long, hide = true)]
     pub floor: bool,
+
+    /// Benchmarking only: as `--floor`, but the callbacks of recorded
+    /// events also read the clock and store one word: the least any exact
+    /// recorder does per event (the profile is empty).
+    #[arg(long, hide = true, conflicts_with = "floor")]
+    pub floor_clock: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -305,6 +311,8 @@ impl OutputArgs {
             },
             mode: if self.floor {
                 rprof_abi::Mode::Floor
+            } else if self.floor_clock {
+                rprof_abi::Mode::FloorClock
             } else {
                 rprof_abi::Mode::Record
             },
