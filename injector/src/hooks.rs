@@ -120,7 +120,7 @@ enum Callback {
     CRaise = 4,
 }
 
-struct Defs([PyMethodDef; 8]);
+struct Defs([PyMethodDef; 9]);
 // SAFETY: the method definitions are immutable after construction; CPython
 // only reads them.
 unsafe impl Sync for Defs {}
@@ -158,10 +158,16 @@ static DEFS: Defs = Defs([
         mon_floor_clock as *const (),
         api::METH_FASTCALL,
     ),
+    def(
+        c"rprof_floor_clock_c",
+        mon_floor_clock_c as *const (),
+        api::METH_FASTCALL,
+    ),
 ]);
 const BOOTSTRAP_DEF: usize = 5;
 const FLOOR_DEF: usize = 6;
 const FLOOR_CLOCK_DEF: usize = 7;
+const FLOOR_CLOCK_C_DEF: usize = 8;
 
 const fn def(name: &'static CStr, f: *const (), flags: c_int) -> PyMethodDef {
     PyMethodDef {
@@ -1022,10 +1028,15 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
         // Objects with their own vectorcall slot where the interpreter
         // lets us build them (every 3.12+ does), PyCFunctions otherwise.
         let vectorcalls = if FLOOR_CLOCK.load(Relaxed) {
-            // The clock where the recorder reads it on every event: on
-            // PY_START and PY_RETURN (a CALL of a builtin reads it too,
-            // which this lower bound leaves out).
-            [vc_floor_clock, vc_floor_clock, vc_floor, vc_floor, vc_floor]
+            // The clock where any exact recorder reads it: on PY_START and
+            // PY_RETURN, and on the C events of builtins.
+            [
+                vc_floor_clock,
+                vc_floor_clock,
+                vc_floor_clock_c,
+                vc_floor_clock_c,
+                vc_floor_clock_c,
+            ]
         } else if FLOOR.load(Relaxed) {
             [vc_floor as crate::callback::Vectorcall; 5]
         } else if crate::ft::ENABLED.load(Relaxed) {
@@ -1039,8 +1050,12 @@ unsafe fn install_monitoring(api: &Api, out: &mut Option<Monitoring>) -> Result<
             callbacks.copy_from_slice(&objs);
         } else {
             for (i, cb) in callbacks.iter_mut().enumerate() {
-                let d = if FLOOR_CLOCK.load(Relaxed) && i < 2 {
-                    def_ptr(FLOOR_CLOCK_DEF)
+                let d = if FLOOR_CLOCK.load(Relaxed) {
+                    def_ptr(if i < 2 {
+                        FLOOR_CLOCK_DEF
+                    } else {
+                        FLOOR_CLOCK_C_DEF
+                    })
                 } else if FLOOR.load(Relaxed) {
                     def_ptr(FLOOR_DEF)
                 } else if crate::ft::ENABLED.load(Relaxed) {
@@ -1538,6 +1553,27 @@ unsafe extern "C" fn mon_floor_clock(_m: PyObj, _args: *const PyObj, _nargs: isi
     unsafe { none() }
 }
 
+/// The clock floor's CALL/C_RETURN/C_RAISE callback: the clock for the
+/// callables cProfile records (exact builtin functions and method
+/// descriptors; subtypes, rare, are left out of this lower bound).
+#[inline(always)]
+unsafe extern "C" fn mon_floor_clock_c(_m: PyObj, args: *const PyObj, nargs: isize) -> PyObj {
+    // SAFETY: CPython passes (code, offset, callable, arg0), all live, with
+    // the GIL held (or the thread attached); API is read-only while hooks
+    // run.
+    unsafe {
+        if nargs >= 4 {
+            if let Some(api) = API.get_ref().as_ref() {
+                let t = api.type_of(*args.add(2));
+                if t == api.cfunction_type || t == api.method_descr_type {
+                    floor_clock();
+                }
+            }
+        }
+        none()
+    }
+}
+
 /// `None`, as a new reference, for the monitoring callbacks to return.
 #[inline(always)]
 unsafe fn none() -> PyObj {
@@ -1728,6 +1764,7 @@ crate::callback::vectorcall!(vc_c_return => mon_c_return);
 crate::callback::vectorcall!(vc_c_raise => mon_c_raise);
 crate::callback::vectorcall!(vc_floor => mon_floor);
 crate::callback::vectorcall!(vc_floor_clock => mon_floor_clock);
+crate::callback::vectorcall!(vc_floor_clock_c => mon_floor_clock_c);
 
 /// The monitoring callbacks as vectorcall functions, in [`Callback`] order.
 const VECTORCALLS: [crate::callback::Vectorcall; 5] =

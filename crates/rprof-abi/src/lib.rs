@@ -115,10 +115,11 @@ pub enum Mode {
     /// a benchmark compares the recording hook with.
     Floor = 1,
     /// The floor plus the least any exact recorder does per event: the
-    /// callbacks of PY_START/PY_RETURN (3.12+) or of every event
-    /// (setprofile) read the clock and store one 8-byte word into memory
-    /// of the shim's own, nothing else. A benchmark's lower bound for a
-    /// recorder on this hook; the profile is empty.
+    /// callbacks of the events cProfile records (every setprofile event;
+    /// PY_START/PY_RETURN and the C events of exact builtin functions and
+    /// method descriptors on 3.12+) read the clock and store one 8-byte
+    /// word into memory of the shim's own, nothing else. A benchmark's
+    /// lower bound for a recorder on this hook; the profile is empty.
     FloorClock = 2,
 }
 
