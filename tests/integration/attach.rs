@@ -1152,22 +1152,45 @@ fn targets_own_profile_functions_survive_the_setprofile_hook_on_3_12() {
 #[test]
 fn target_survives_rprof_killed_with_a_full_ring() {
     let dir = tempfile::tempdir().unwrap();
+    let full = ["--ring-size", "1", "-o", "/dev/null"];
     for py in util::interpreters() {
-        rprof_killed(py, "cpu.py", &["fib", "one_round"], dir.path());
+        rprof_killed(py, "cpu.py", &["fib", "one_round"], &full, dir.path());
     }
     // Eight threads, all of them wanting room in the full ring.
     for py in oldest_and_newest() {
-        rprof_killed(py, "threads8.py", &["work_unit"], dir.path());
+        rprof_killed(py, "threads8.py", &["work_unit"], &full, dir.path());
     }
 }
 
-/// SIGKILLs an `rprof attach --ring-size 1` on a busy target: the shim must
-/// give up on the full ring and remove its hook within about a second, the
-/// target must carry on and finish its work, and attaching again must work.
-fn rprof_killed(py: &Python, script: &str, funcs: &[&str], dir: &Path) {
-    let ctx = format!("{script} on {}", py.label());
+/// The benchmarks' `--floor-clock` hook writes nothing into the ring, so no
+/// full ring tells the shim that rprof is gone: the agent's watch of the
+/// reader's heartbeat alone must remove the hook.
+#[test]
+fn target_survives_rprof_killed_during_a_floor_clock_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    for py in oldest_and_newest() {
+        rprof_killed(
+            py,
+            "cpu.py",
+            &["fib", "one_round"],
+            &["--floor-clock", "-o", "/dev/null"],
+            dir.path(),
+        );
+    }
+}
+
+/// SIGKILLs an `rprof attach ARGS` on a busy target: the shim must notice
+/// (a full ring with `--ring-size 1`, the reader's silence in any case) and
+/// remove its hook within about a second, the target must carry on and
+/// finish its work, and attaching again must work.
+fn rprof_killed(py: &Python, script: &str, funcs: &[&str], args: &[&str], dir: &Path) {
+    let ctx = format!(
+        "{script} on {} (rprof attach {})",
+        py.label(),
+        args.join(" ")
+    );
     let mut t = start(py, script, &[]);
-    let mut r = rprof_attach(t.pid, &["--ring-size", "1", "-o", "/dev/null"]);
+    let mut r = rprof_attach(t.pid, args);
     r.expect_err("rprof: attached to PID", READY);
     let rings = mapped_rings(t.pid);
     assert_eq!(
@@ -1180,8 +1203,9 @@ fn rprof_killed(py: &Python, script: &str, funcs: &[&str], dir: &Path) {
     signal(r.pid, "KILL");
     r.finish(READY);
     let killed = Instant::now();
-    // The ring fills at once; the shim must notice rprof is gone, give up
-    // waiting for room, and remove its hook (and unmap the ring).
+    // The shim must notice rprof is gone (with a 1 MiB ring, which fills at
+    // once, it also gives up waiting for room), remove its hook and unmap
+    // the ring.
     while !mapped_rings(t.pid).is_empty() && killed.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
     }
