@@ -870,7 +870,8 @@ fn is_ours(func: usize) -> bool {
     func == profile_cb::<true> as *const () as usize
         || func == profile_cb::<false> as *const () as usize
         || func == floor_cb as *const () as usize
-        || func == floor_clock_cb as *const () as usize
+        || func == floor_clock_cb::<true> as *const () as usize
+        || func == floor_clock_cb::<false> as *const () as usize
         || func == crate::ft::profile_cb::<true> as *const () as usize
         || func == crate::ft::profile_cb::<false> as *const () as usize
 }
@@ -1490,7 +1491,11 @@ unsafe fn profile_slow(frame: PyObj, what: c_int, arg: PyObj) -> c_int {
 fn native_hook() -> api::TraceFunc {
     let builtins = !NO_BUILTINS.load(Relaxed);
     if FLOOR_CLOCK.load(Relaxed) {
-        return floor_clock_cb;
+        return if builtins {
+            floor_clock_cb::<true>
+        } else {
+            floor_clock_cb::<false>
+        };
     }
     match (
         FLOOR.load(Relaxed),
@@ -1523,6 +1528,9 @@ static FLOOR_SINK: [AtomicU64; FLOOR_SINK_WORDS] = [const { AtomicU64::new(0) };
 const FLOOR_SINK_WORDS: usize = 4096;
 /// The next word of [`FLOOR_SINK`] (racy on a free-threaded build, which
 /// only makes two threads share a word: every index is masked in bounds).
+/// Shared by every thread: with several threads recording at once this
+/// line would bounce between cores, which rprof's per-thread segments do
+/// not, so the bound is meant for single-threaded workloads there.
 static FLOOR_SINK_AT: AtomicUsize = AtomicUsize::new(0);
 
 /// The clock floor's work: read the clock, store one word.
@@ -1534,14 +1542,17 @@ fn floor_clock() {
     FLOOR_SINK_AT.store(i.wrapping_add(1), Relaxed);
 }
 
-/// The clock floor's setprofile hook: every event is one cProfile records.
-unsafe extern "C" fn floor_clock_cb(
+/// The clock floor's setprofile hook: every event is one cProfile records
+/// (with `builtins=False`, the C events are not).
+unsafe extern "C" fn floor_clock_cb<const BUILTINS: bool>(
     _obj: PyObj,
     _frame: PyObj,
-    _what: c_int,
+    what: c_int,
     _arg: PyObj,
 ) -> c_int {
-    floor_clock();
+    if BUILTINS || what < api::PY_TRACE_C_CALL {
+        floor_clock();
+    }
     0
 }
 
